@@ -1,0 +1,202 @@
+"""The linear-operator contract shared by every measurement family.
+
+An operator ``A`` maps a batch ``x`` of shape ``[B, *in_shape]`` to ``[B, *out_shape]``. Subclasses
+implement :meth:`forward` and :meth:`adjoint`; everything else has a generic definition:
+
+* ``gram(x)  = A^T A x``
+* ``pinv(y)  = A^+ y``, by conjugate gradients on ``A A^T u = y`` then ``A^T u`` (the minimum-norm
+  least-squares solution for ``y`` in ``range(A)``); families with a closed form override it.
+* ``glue(x, y, "adjoint") = A^T y + (I - A^T A) x``  (PSLD's gluing target; a projection iff ``A A^T = I``)
+* ``glue(x, y, "pinv")    = x + A^+ (y - A x)``     (the orthogonal projection onto ``{A x = y}``)
+
+Operators are immutable: their tensors are created at construction and cast to the input's device and
+dtype on each call (see :meth:`_like`). Randomness is drawn once, at construction, from a seed or a
+``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+GlueMode = str  # "adjoint" | "pinv"
+
+
+def as_generator(seed: int | torch.Generator | None) -> torch.Generator:
+    """A CPU ``torch.Generator`` from a seed, an existing generator, or ``None`` (seed 0)."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    if seed is None:
+        seed = 0
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
+    return torch.Generator().manual_seed(seed)
+
+
+def check_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
+    """Validate a shape argument (positive ints) and return it as a tuple."""
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of positive ints, got {shape!r}") from None
+    if len(shape) == 0 or any(s <= 0 for s in shape):
+        raise ValueError(f"{name} must be a non-empty sequence of positive ints, got {shape!r}")
+    return shape
+
+
+class LinearOperator:
+    """Base class: a linear map ``A: R^{in_shape} -> R^{out_shape}`` acting on batches.
+
+    >>> import torch
+    >>> from psld.operators import Denoising
+    >>> A = Denoising((1, 2, 2))
+    >>> x = torch.ones(3, 1, 2, 2)
+    >>> bool(torch.equal(A(x), x)) and A.out_shape == (1, 2, 2)
+    True
+    """
+
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    #: True when the rows of A are orthonormal (A A^T = I), e.g. masks; then "adjoint" glue is a projection.
+    rows_orthonormal: bool = False
+
+    def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int]):
+        object.__setattr__(self, "in_shape", check_shape("in_shape", in_shape))
+        object.__setattr__(self, "out_shape", check_shape("out_shape", out_shape))
+
+    # Immutability: attributes are fixed once the subclass constructor has finished.
+    def __setattr__(self, name, value):
+        if getattr(self, "_constructed", False):
+            raise AttributeError(f"{type(self).__name__} is immutable; build a new operator instead")
+        object.__setattr__(self, name, value)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        def wrapped(self, *args, __init=init, **kw):
+            __init(self, *args, **kw)
+            if type(self).__init__ is wrapped:  # the most-derived constructor has finished
+                object.__setattr__(self, "_constructed", True)
+
+        wrapped.__doc__ = init.__doc__
+        wrapped.__wrapped__ = init
+        cls.__init__ = wrapped
+
+    # ------------------------------------------------------------------ the two maps subclasses define
+    def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def adjoint(self, y: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ generic derived maps
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.forward(x)
+
+    def gram(self, x: Tensor) -> Tensor:
+        """``A^T A x``."""
+        return self.adjoint(self.forward(x))
+
+    def pinv(self, y: Tensor, *, tol: float | None = None, max_iter: int = 500) -> Tensor:
+        """``A^+ y`` by conjugate gradients on ``(A A^T) u = y`` (per sample), returning ``A^T u``."""
+        self.check_output(y)
+        if tol is None:
+            tol = 1e-12 if y.dtype == torch.float64 else 1e-6
+        u = cg_solve(lambda v: self.forward(self.adjoint(v)), y, tol=tol, max_iter=max_iter)
+        return self.adjoint(u)
+
+    def glue(self, x: Tensor, y: Tensor, mode: GlueMode = "adjoint") -> Tensor:
+        """PSLD's gluing image: ``A^T y + (I - A^T A) x`` ("adjoint") or ``x + A^+(y - A x)`` ("pinv")."""
+        if mode == "adjoint":
+            return x + self.adjoint(y - self.forward(x))
+        if mode == "pinv":
+            return x + self.pinv(y - self.forward(x))
+        raise ValueError(f"glue mode must be 'adjoint' or 'pinv', got {mode!r}")
+
+    # ------------------------------------------------------------------ helpers for subclasses and users
+    def check_input(self, x: Tensor, name: str = "x") -> None:
+        """Raise ``ValueError`` unless ``x`` has shape ``[B, *in_shape]``."""
+        _check_batch(name, x, self.in_shape, type(self).__name__)
+
+    def check_output(self, y: Tensor, name: str = "y") -> None:
+        """Raise ``ValueError`` unless ``y`` has shape ``[B, *out_shape]``."""
+        _check_batch(name, y, self.out_shape, type(self).__name__)
+
+    def adjointness_error(self, x: Tensor, y: Tensor) -> Tensor:
+        """``|<A x, y> - <x, A^T y>|`` per sample; zero up to round-off for an exact adjoint."""
+        lhs = (self.forward(x) * y).flatten(1).sum(1)
+        rhs = (x * self.adjoint(y)).flatten(1).sum(1)
+        return (lhs - rhs).abs()
+
+    def norm_squared(self, n_iter: int = 100, dtype: torch.dtype = torch.float64, seed: int = 0) -> float:
+        """``||A||_2^2 = lambda_max(A^T A)`` by power iteration."""
+        g = torch.Generator().manual_seed(seed)
+        v = torch.randn((1, *self.in_shape), generator=g, dtype=dtype)
+        v = v / v.norm()
+        lam = 0.0
+        for _ in range(n_iter):
+            w = self.gram(v)
+            lam = float((w * v).sum())
+            nrm = w.norm()
+            if nrm == 0:
+                return 0.0
+            v = w / nrm
+        return lam
+
+    @staticmethod
+    def _like(t: Tensor, ref: Tensor) -> Tensor:
+        """Cast a stored tensor to the device and dtype of ``ref`` (operators are dtype/device agnostic)."""
+        return t.to(device=ref.device, dtype=ref.dtype)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(in_shape={self.in_shape}, out_shape={self.out_shape})"
+
+
+def _check_batch(name: str, t: Tensor, shape: tuple[int, ...], owner: str) -> None:
+    if not isinstance(t, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != len(shape) + 1 or tuple(t.shape[1:]) != shape:
+        raise ValueError(
+            f"{name} must have shape [B, {', '.join(map(str, shape))}] for {owner}, got {list(t.shape)}"
+        )
+
+
+def cg_solve(apply, b: Tensor, *, tol: float, max_iter: int) -> Tensor:
+    """Solve ``apply(u) = b`` for a symmetric positive semi-definite ``apply``, per batch sample.
+
+    Stops when every sample's residual is below ``tol * ||b||``. Components of ``b`` outside the
+    range of ``apply`` are left unresolved (minimum-norm behaviour of CG started at zero).
+    """
+    dims = tuple(range(1, b.dim()))
+
+    def dot(a: Tensor, c: Tensor) -> Tensor:
+        return (a * c).sum(dim=dims, keepdim=True)
+
+    u = torch.zeros_like(b)
+    r = b.clone()
+    p = r.clone()
+    rs = dot(r, r)
+    b_norm = dot(b, b).sqrt().clamp_min(torch.finfo(b.dtype).tiny)
+    for _ in range(max_iter):
+        if bool((rs.sqrt() <= tol * b_norm).all()):
+            break
+        ap = apply(p)
+        denom = dot(p, ap)
+        alpha = torch.where(denom > 0, rs / denom.clamp_min(torch.finfo(b.dtype).tiny), torch.zeros_like(rs))
+        u = u + alpha * p
+        r = r - alpha * ap
+        rs_new = dot(r, r)
+        beta = torch.where(rs > 0, rs_new / rs.clamp_min(torch.finfo(b.dtype).tiny), torch.zeros_like(rs))
+        p = r + beta * p
+        rs = rs_new
+    return u
+
+
+def numel(shape: Sequence[int]) -> int:
+    return math.prod(shape)

@@ -82,7 +82,7 @@ class DDIMSchedule:
             ts = torch.arange(num_steps, dtype=torch.long).flip(0) * ratio + steps_offset
         elif timestep_spacing == "trailing":
             ratio = T / num_steps
-            ts = (torch.arange(T, 0, -ratio, dtype=torch.float64).round().long() - 1)
+            ts = torch.arange(T, 0, -ratio, dtype=torch.float64).round().long() - 1
         elif timestep_spacing == "linspace":
             ts = torch.linspace(0, T - 1, num_steps, dtype=torch.float64).round().long().flip(0)
         else:

@@ -1,0 +1,218 @@
+"""The one sampler core: a DDIM step followed by a guidance step on the latent.
+
+For each timestep ``t`` (``a = abar_t``, ``a' = abar_prev``)::
+
+    eps     = prior.eps(z_t, t)
+    z0_hat  = (z_t - sqrt(1 - a) eps) / sqrt(a)                         Tweedie / DDIM estimate
+    z'      = sqrt(a') z0_hat + sqrt(1 - a' - s^2) eps + s xi           unconditional DDIM step
+    x0_hat  = D(z0_hat)
+    meas    = L(y, A x0_hat [+ noise])                                  measurement term
+    glue    = L(z0_hat, E(A^T y + (I - A^T A) x0_hat))                  psld gluing term
+    z_{t-1} = z' - grad_{z_t} (omega * meas + gamma * glue)
+
+with ``L`` the per-sample norm or squared norm. DPS, latent DPS and GML-DPS are configurations
+(:class:`psld.config.PSLDConfig`). Losses are per sample and summed over the batch, so a batch of B
+problems gives the B single-problem results (given one generator per sample).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from psld.config import PSLDConfig
+from psld.operators.base import LinearOperator
+from psld.protocols import Decoder, Encoder, Identity, LatentPrior
+from psld.random import randn_like_batch
+from psld.schedule import DDIMSchedule, ddim_sigma, ddim_step, predict_z0
+
+Generator = torch.Generator | list[torch.Generator] | None
+Callback = Callable[[int, int, dict], dict | None]
+
+
+@dataclass
+class SampleOutput:
+    """Result of :func:`sample`.
+
+    ``x``: decoded final sample ``D(z)``; ``z``: final latent; ``losses``: per-step, per-sample
+    ``"measurement"`` and ``"glue"`` values, each ``[num_steps, B]`` (the glue row is zero when the
+    method has no gluing term); ``timesteps``: the model timesteps that were visited.
+    """
+
+    x: Tensor
+    z: Tensor
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    timesteps: Tensor | None = None
+
+
+def _per_sample(r: Tensor, loss: str) -> Tensor:
+    sq = r.flatten(1).pow(2).sum(1)
+    return sq if loss == "squared" else sq.sqrt()
+
+
+def _glue_operator(operator: LinearOperator, glue: str) -> tuple[LinearOperator, str]:
+    if glue == "official":
+        from psld.operators.official import OfficialTranspose
+
+        return OfficialTranspose(operator), "adjoint"
+    return operator, glue
+
+
+def _encode(encoder: Encoder, x: Tensor, mode: str, generator: Generator) -> Tensor:
+    sampler = getattr(encoder, "sample", None)
+    if mode == "sample" and sampler is not None:
+        return sampler(x, generator)
+    return encoder(x)  # deterministic encoders have a degenerate posterior: mode == sample
+
+
+def guidance(
+    z: Tensor,
+    z0: Tensor,
+    encoder: Encoder,
+    decoder: Decoder,
+    operator: LinearOperator,
+    y: Tensor,
+    config: PSLDConfig,
+    generator: Generator = None,
+    glue_op: LinearOperator | None = None,
+    glue_mode: str | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradient of ``omega * meas + gamma * glue`` w.r.t. ``z`` (the leaf that ``z0`` depends on).
+
+    Returns ``(grad, meas, glue, x0)`` with per-sample losses ``[B]`` (detached) and the decoded
+    ``x0_hat`` (detached). This is the guidance map of the core, exposed so that fixed-point analyses
+    (``verification``) iterate the very code the sampler runs.
+    """
+    if glue_op is None and config.uses_glue:
+        glue_op, glue_mode = _glue_operator(operator, config.glue)
+    x0 = decoder(z0)
+    if tuple(x0.shape[1:]) != operator.in_shape:
+        raise ValueError(
+            f"decoder output shape {list(x0.shape[1:])} does not match operator.in_shape "
+            f"{list(operator.in_shape)}"
+        )
+    pred = operator.forward(x0)
+    if config.noisy_prediction and config.prediction_sigma > 0:
+        pred = pred + config.prediction_sigma * randn_like_batch(
+            pred.shape, generator, pred.device, pred.dtype
+        )
+    meas = _per_sample(y - pred, config.loss)
+    total = config.omega * meas.sum()
+    glue = torch.zeros_like(meas)
+    if config.uses_glue:
+        target_x = glue_op.glue(x0, y, glue_mode) if config.method == "psld" else x0
+        target = _encode(encoder, target_x, config.encode, generator)
+        if target.shape != z0.shape:
+            raise ValueError(
+                f"encoder output shape {list(target.shape[1:])} does not match the latent shape "
+                f"{list(z0.shape[1:])}"
+            )
+        glue = _per_sample(z0 - target, config.loss)
+        total = total + config.gamma * glue.sum()
+    (grad,) = torch.autograd.grad(total, z)
+    return grad, meas.detach(), glue.detach(), x0.detach()
+
+
+def _check_inputs(operator, y, config, generator, latents) -> int:
+    if not isinstance(config, PSLDConfig):
+        raise ValueError(f"config must be a PSLDConfig, got {type(config).__name__}")
+    if not isinstance(operator, LinearOperator):
+        raise ValueError(f"operator must be a psld LinearOperator, got {type(operator).__name__}")
+    operator.check_output(y, "y")
+    batch = y.shape[0]
+    if isinstance(generator, list) and len(generator) != batch:
+        raise ValueError(f"generator list has {len(generator)} entries but the batch size is {batch}")
+    if latents is not None and (not isinstance(latents, Tensor) or latents.shape[0] != batch):
+        raise ValueError(f"latents must be a tensor with batch size {batch} (the batch of y)")
+    return batch
+
+
+def _latent_shape(encoder: Encoder, operator: LinearOperator, y: Tensor, latent_shape) -> tuple[int, ...]:
+    if latent_shape is not None:
+        return tuple(int(s) for s in latent_shape)
+    with torch.no_grad():  # infer from the encoder: one encode of A^T y
+        return tuple(encoder(operator.adjoint(y)).shape[1:])
+
+
+def sample(
+    prior: LatentPrior,
+    encoder: Encoder | None,
+    decoder: Decoder | None,
+    operator: LinearOperator,
+    y: Tensor,
+    *,
+    config: PSLDConfig | None = None,
+    generator: Generator = None,
+    latents: Tensor | None = None,
+    latent_shape: tuple[int, ...] | None = None,
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> SampleOutput:
+    """Run the guided reverse diffusion and return the restored sample.
+
+    ``y`` is ``[B, *operator.out_shape]``; latents start from ``latents`` or ``N(0, I)`` drawn from
+    ``generator`` (one, or a list of B, diffusers style) with shape ``latent_shape`` (inferred from
+    ``encoder(A^T y)`` when omitted). ``callback(i, t, state)`` runs after each step with ``state``
+    holding ``latents``, ``z0`` and ``x0``; a returned dict with ``"latents"`` replaces them.
+    ``method="dps"`` uses the identity encoder/decoder (``encoder``/``decoder`` may be ``None``).
+    """
+    config = PSLDConfig() if config is None else config
+    batch = _check_inputs(operator, y, config, generator, latents)
+    if config.method == "dps":
+        encoder = decoder = Identity()
+    elif encoder is None or decoder is None:
+        raise ValueError(f"method {config.method!r} needs an encoder and a decoder")
+    sched = DDIMSchedule.create(
+        prior.alphas_cumprod,
+        config.num_steps,
+        timestep_spacing=config.timestep_spacing,
+        steps_offset=config.steps_offset,
+        set_alpha_to_one=config.set_alpha_to_one,
+    )
+    dtype = y.dtype if y.is_floating_point() else torch.float32
+    if latents is None:
+        shape = (batch, *_latent_shape(encoder, operator, y, latent_shape))
+        z = randn_like_batch(shape, generator, y.device, dtype)
+    else:
+        z = latents.to(device=y.device, dtype=dtype)
+    glue_op, glue_mode = _glue_operator(operator, config.glue) if config.uses_glue else (operator, None)
+    meas_log = torch.zeros(len(sched), batch, device=y.device)
+    glue_log = torch.zeros_like(meas_log)
+    steps = range(len(sched))
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=f"{config.method} sampling", leave=False)
+    for i in steps:
+        t = int(sched.timesteps[i])
+        a, a_prev = float(sched.alpha[i]), float(sched.alpha_prev[i])
+        with torch.set_grad_enabled(config.guided and config.grad_wrt == "zt"):
+            z_in = z.detach().requires_grad_(config.guided and config.grad_wrt == "zt")
+            eps = prior.eps(z_in, t + config.model_t_offset)
+            z0 = predict_z0(z_in, eps, a)
+        sigma = ddim_sigma(a, a_prev, config.eta)
+        noise = randn_like_batch(z.shape, generator, z.device, z.dtype) if sigma > 0 else None
+        z_next = ddim_step(z0.detach(), eps.detach(), a_prev, sigma, noise)
+        x0 = None
+        if config.guided:
+            with torch.enable_grad():
+                if config.grad_wrt == "z0":
+                    z_in = z0 = z0.detach().requires_grad_(True)
+                grad, meas, glue, x0 = guidance(
+                    z_in, z0, encoder, decoder, operator, y, config, generator, glue_op, glue_mode
+                )
+            z_next = z_next - grad
+            meas_log[i], glue_log[i] = meas, glue
+        z = z_next.detach()
+        if callback is not None:
+            update = callback(i, t, {"latents": z, "z0": z0.detach(), "x0": x0})
+            if update and "latents" in update:
+                z = update["latents"]
+    with torch.no_grad():
+        x = decoder(z)
+    return SampleOutput(
+        x=x, z=z, losses={"measurement": meas_log, "glue": glue_log}, timesteps=sched.timesteps
+    )

@@ -418,7 +418,7 @@ def test_official_preset_matches_run_scripts():
 
 
 def test_official_timesteps_see_t_plus_one():
-    """Official 1000-step indexing: the model sees t + 1 while abar is indexed by t; final abar_prev = abar[0]."""
+    """Official 1000-step indexing: the model sees t + 1, abar is indexed by t, final abar_prev = abar[0]."""
     seen = []
 
     class Prior(StdNormalPrior):

@@ -1,0 +1,250 @@
+"""Image, mask and kernel inputs/outputs for :func:`psld.solve` and the ``psld`` command.
+
+Images are returned as float32 tensors ``[B, 3, H, W]`` in [0, 1]; conversion to the core's [-1, 1]
+happens in :mod:`psld.solve`. Accepted image inputs: a file path, a ``PIL.Image``, a numpy array
+(``HWC``/``HW``, or ``NHWC`` for a batch; ``uint8`` in 0..255 or float in [0, 1]), a torch tensor in
+[0, 1] (``CHW`` or ``NCHW``), or a list of any of these (a batch; all must have the same size).
+Grayscale is repeated to 3 channels and an alpha channel is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "load_images",
+    "load_mask",
+    "load_kernel",
+    "pad_to_multiple",
+    "to_output",
+    "to_pil",
+]
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def _open_image(path: str | os.PathLike, what: str):
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"{what} file {str(p)!r} does not exist")
+    if not p.is_file():
+        raise ValueError(f"{what} {str(p)!r} is not a file")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ValueError(f"{what} file {str(p)!r} is not an image PIL can read") from None
+
+
+def _channels_to_rgb(t: Tensor, what: str) -> Tensor:
+    """``[N, C, H, W]`` with C in 1..4 -> ``[N, 3, H, W]``."""
+    c = t.shape[1]
+    if c == 1:
+        return t.expand(-1, 3, -1, -1).contiguous()
+    if c == 2:  # gray + alpha
+        return t[:, :1].expand(-1, 3, -1, -1).contiguous()
+    if c == 3:
+        return t
+    if c == 4:
+        return t[:, :3].contiguous()
+    raise ValueError(f"{what} must have 1, 3 or 4 channels, got {c}")
+
+
+def _check_range(t: Tensor, what: str) -> Tensor:
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{what} contains NaN or infinite values")
+    lo, hi = float(t.min()), float(t.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(
+            f"{what} must have values in [0, 1] (got [{lo:.3g}, {hi:.3g}]); convert from [-1, 1] first"
+        )
+    return t.clamp(0, 1)
+
+
+def _pil_to_tensor(im) -> Tensor:
+    if im.mode not in ("RGB", "L"):
+        im = im.convert("RGB")
+    arr = np.asarray(im, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None]
+
+
+def _numpy_to_tensor(arr: np.ndarray, what: str) -> Tensor:
+    if arr.dtype == np.uint8:
+        t = torch.from_numpy(arr.astype(np.float32) / 255.0)
+    elif arr.dtype == np.uint16:
+        t = torch.from_numpy(arr.astype(np.float32) / 65535.0)
+    elif arr.dtype == bool:
+        t = torch.from_numpy(arr.astype(np.float32))
+    elif np.issubdtype(arr.dtype, np.floating):
+        t = torch.from_numpy(arr.astype(np.float32))
+    else:
+        raise ValueError(f"{what} numpy array must be uint8 or float, got dtype {arr.dtype}")
+    if t.dim() == 2:
+        t = t[None, None]
+    elif t.dim() == 3:
+        t = t.permute(2, 0, 1)[None]
+    elif t.dim() == 4:
+        t = t.permute(0, 3, 1, 2)
+    else:
+        raise ValueError(f"{what} numpy array must be HW, HWC or NHWC, got shape {list(arr.shape)}")
+    return _check_range(t, what)
+
+
+def _one_image(item: Any, what: str) -> Tensor:
+    from PIL import Image
+
+    if isinstance(item, (str, os.PathLike)):
+        t = _pil_to_tensor(_open_image(item, what))
+    elif isinstance(item, Image.Image):
+        t = _pil_to_tensor(item)
+    elif isinstance(item, np.ndarray):
+        t = _numpy_to_tensor(item, what)
+    elif isinstance(item, Tensor):
+        t = item.detach().to("cpu", torch.float32)
+        if t.dim() == 2:
+            t = t[None, None]
+        elif t.dim() == 3:
+            t = t[None]
+        elif t.dim() != 4:
+            raise ValueError(f"{what} tensor must be CHW or NCHW, got shape {list(item.shape)}")
+        t = _check_range(t, what)
+    else:
+        raise ValueError(
+            f"{what} must be a path, PIL image, numpy array or torch tensor (or a list), "
+            f"got {type(item).__name__}"
+        )
+    if t.shape[-1] < 2 or t.shape[-2] < 2:
+        raise ValueError(f"{what} is too small ({t.shape[-2]}x{t.shape[-1]}); at least 2x2 pixels are needed")
+    return _channels_to_rgb(t, what)
+
+
+def load_images(images: Any, what: str = "image") -> Tensor:
+    """A batch ``[B, 3, H, W]`` float32 in [0, 1] from any accepted input (see the module docstring)."""
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    if not items:
+        raise ValueError(f"{what} list is empty")
+    batch = [_one_image(item, what) for item in items]
+    sizes = {tuple(t.shape[-2:]) for t in batch}
+    if len(sizes) > 1:
+        raise ValueError(f"all {what}s of a batch must have the same size, got {sorted(sizes)}")
+    return torch.cat(batch)
+
+
+def load_mask(mask: Any, size: tuple[int, int] | None = None) -> Tensor:
+    """A binary mask ``[H, W]`` (or ``[N, H, W]`` for a list/batch), 1 = observed pixel.
+
+    Files and PIL images are converted to grayscale and thresholded at half intensity; arrays and
+    tensors at 0.5 (``bool`` accepted). ``size = (H, W)`` checks the mask against the image.
+    """
+    from PIL import Image
+
+    items = list(mask) if isinstance(mask, (list, tuple)) else [mask]
+    if not items:
+        raise ValueError("mask list is empty")
+    masks = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            item = _open_image(item, "mask")
+        if isinstance(item, Image.Image):
+            m = torch.from_numpy(np.asarray(item.convert("L"), dtype=np.float32) / 255.0)
+        elif isinstance(item, (np.ndarray, Tensor)):
+            m = torch.as_tensor(np.asarray(item) if isinstance(item, np.ndarray) else item.detach().cpu())
+            if m.dtype == torch.uint8 and bool((m > 1).any()):
+                m = m.to(torch.float32) / 255.0
+            m = m.to(torch.float32)
+            if m.dim() == 3 and m.shape[-1] in (1, 3, 4) and m.shape[0] not in (1, 3, 4):  # HWC
+                m = m[..., 0]
+            elif m.dim() == 3 and m.shape[0] in (1, 3, 4):  # CHW
+                m = m[0]
+            elif m.dim() == 4:
+                m = m[:, 0] if m.shape[1] in (1, 3, 4) else m[..., 0]
+            if m.dim() not in (2, 3):
+                raise ValueError(f"mask must be HW (or a batch NHW), got shape {list(m.shape)}")
+        else:
+            raise ValueError(
+                f"mask must be a path, PIL image, numpy array or tensor, got {type(item).__name__}"
+            )
+        masks.append((m > 0.5).to(torch.float32))
+    out = masks[0] if len(masks) == 1 else torch.stack([m if m.dim() == 2 else m[0] for m in masks])
+    if size is not None and tuple(out.shape[-2:]) != tuple(size):
+        raise ValueError(
+            f"mask size {out.shape[-2]}x{out.shape[-1]} does not match the image size "
+            f"{size[0]}x{size[1]} (H x W)"
+        )
+    return out
+
+
+def load_kernel(kernel: Any) -> Tensor:
+    """A blur kernel (float64 ``[kh, kw]``, odd sizes) from a ``.npy`` file, an array or a tensor."""
+    if isinstance(kernel, (str, os.PathLike)):
+        p = Path(kernel)
+        if not p.is_file():
+            raise ValueError(f"kernel file {str(p)!r} does not exist")
+        try:
+            kernel = np.load(p, allow_pickle=False)
+        except Exception:
+            raise ValueError(f"kernel file {str(p)!r} is not a numpy .npy array") from None
+    try:
+        k = torch.as_tensor(np.asarray(kernel) if not isinstance(kernel, Tensor) else kernel.detach().cpu())
+        k = k.to(torch.float64)
+    except Exception:
+        raise ValueError(f"kernel must be a 2-D array, got {type(kernel).__name__}") from None
+    if k.dim() != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
+        raise ValueError(f"kernel must be a 2-D array with odd sizes, got shape {list(k.shape)}")
+    if not bool(torch.isfinite(k).all()) or float(k.sum()) <= 0:
+        raise ValueError("kernel must be finite with a positive sum")
+    return k
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Reflect-pad the bottom and right of ``x`` ``[N, C, H, W]`` so ``H`` and ``W`` are multiples.
+
+    Reflection is repeated when the padding exceeds the image (tiny inputs).
+    """
+    h, w = x.shape[-2:]
+    need_h = (-h) % multiple
+    need_w = (-w) % multiple
+    while need_h > 0 or need_w > 0:
+        ph = min(need_h, x.shape[-2] - 1)
+        pw = min(need_w, x.shape[-1] - 1)
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+        need_h -= ph
+        need_w -= pw
+    return x
+
+
+def lcm(a: int, b: int) -> int:
+    return a * b // math.gcd(a, b)
+
+
+def to_pil(images01: Tensor) -> list:
+    """``[B, 3, H, W]`` in [0, 1] -> list of RGB ``PIL.Image``."""
+    from PIL import Image
+
+    arr = (images01.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+    return [Image.fromarray(a) for a in arr]
+
+
+def to_output(images01: Tensor, output_type: str):
+    """Convert ``[B, 3, H, W]`` in [0, 1] to ``"pil"`` (list), ``"np"`` (NHWC float32) or ``"pt"`` (NCHW)."""
+    images01 = images01.detach().float().clamp(0, 1).cpu()
+    if output_type == "pil":
+        return to_pil(images01)
+    if output_type == "np":
+        return images01.permute(0, 2, 3, 1).numpy()
+    if output_type == "pt":
+        return images01
+    raise ValueError(f"output_type must be one of {', '.join(map(repr, OUTPUT_TYPES))}, got {output_type!r}")

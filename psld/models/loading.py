@@ -1,0 +1,452 @@
+"""Load a diffusers latent diffusion model as the prior / encoder / decoder triple of the core.
+
+:func:`load_model` accepts a local diffusers folder (``model_index.json`` plus component subfolders)
+or a hub id (fetched by diffusers' ``from_pretrained``; with ``HF_HUB_OFFLINE=1`` only the local cache
+is used). Two layouts are recognised:
+
+* **Stable Diffusion** (``family="sd"``): ``unet`` (``UNet2DConditionModel``), ``vae``
+  (``AutoencoderKL`` or ``AutoencoderTiny``), ``scheduler``, ``text_encoder`` and ``tokenizer``.
+  The safety checker and feature extractor are never loaded.
+* **Unconditional LDM** (``family="ldm"``): ``unet`` (``UNet2DModel``), ``vqvae`` (``VQModel``) and
+  ``scheduler`` (diffusers' ``LDMPipeline`` layout, e.g. ``CompVis/ldm-celebahq-256``).
+
+Only the scheduler's *configuration* is used (betas, ``prediction_type``, ``steps_offset``,
+``set_alpha_to_one``, ``timestep_spacing``): the DDIM loop is the core's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from psld.models.adapters import (
+    KLDecoder,
+    KLEncoder,
+    UNetPrior,
+    VQDecoder,
+    VQEncoder,
+    alphas_cumprod_from_config,
+    freeze,
+)
+
+__all__ = ["LatentModel", "load_model", "resolve_dtype", "default_device"]
+
+_DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
+_SPACINGS = ("leading", "trailing", "linspace")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def default_device() -> torch.device:
+    """``cuda`` when available, else ``cpu``."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
+    """A torch dtype from a dtype, a name (``fp16``, ``bf16``, ``fp32``, ...) or ``None``.
+
+    ``None`` means fp16 on CUDA and fp32 elsewhere.
+    """
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise ValueError(f"dtype must be one of fp32, fp16, bf16 (or a torch dtype), got {dtype!r}")
+    return _DTYPES[key]
+
+
+@dataclass
+class LatentModel:
+    """A loaded latent diffusion model, ready for :func:`psld.sample` / :func:`psld.solve`.
+
+    ``prior``/``encoder``/``decoder`` implement the core protocols. ``family`` is ``"sd"`` (text
+    conditioned, KL autoencoder) or ``"ldm"`` (unconditional, VQ); it selects the task presets
+    (:meth:`psld.config.PSLDConfig.preset`). ``latent_factor`` is the autoencoder's down-sampling factor
+    (8 for SD, 4 for the FFHQ LDM) and ``size_multiple`` the multiple that image sides must have
+    (the latent factor times the UNet's own multiple: 1 for ``UNet2DConditionModel``, which handles any
+    latent size, ``2**(levels - 1)`` for ``UNet2DModel``). ``steps_offset``, ``set_alpha_to_one`` and
+    ``timestep_spacing`` are the scheduler's settings; :meth:`scheduler_settings` gives them as
+    :class:`~psld.config.PSLDConfig` fields.
+    """
+
+    prior: UNetPrior
+    encoder: KLEncoder | VQEncoder
+    decoder: KLDecoder | VQDecoder
+    family: str
+    latent_factor: int
+    latent_channels: int
+    size_multiple: int
+    steps_offset: int
+    set_alpha_to_one: bool
+    timestep_spacing: str
+    device: torch.device
+    dtype: torch.dtype
+    vae_dtype: torch.dtype
+    source: str = ""
+    tokenizer: Any = field(default=None, repr=False)
+    text_encoder: Any = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ prompts
+    @property
+    def conditional(self) -> bool:
+        """Whether the UNet is text conditioned (and so takes prompts)."""
+        return self.prior.conditional
+
+    def encode_prompt(self, prompt: str | list[str]) -> Tensor:
+        """CLIP features ``[N, L, D]`` of ``prompt`` with the model's own tokenizer and text encoder."""
+        if self.tokenizer is None or self.text_encoder is None:
+            raise ValueError(
+                "this model has no tokenizer/text encoder; pass prompt_embeds to with_prompt instead"
+            )
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        tokens = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        device = next(self.text_encoder.parameters()).device
+        with torch.no_grad():
+            out = self.text_encoder(tokens.input_ids.to(device))
+        return out[0].detach()
+
+    def with_prompt(
+        self,
+        prompt: str | list[str] | None = None,
+        *,
+        negative_prompt: str | list[str] | None = None,
+        prompt_embeds: Tensor | None = None,
+        negative_prompt_embeds: Tensor | None = None,
+        guidance_scale: float | None = None,
+    ) -> LatentModel:
+        """A copy whose prior uses another prompt and/or guidance scale (the modules are shared).
+
+        ``prompt`` (text) or ``prompt_embeds``; the negative prompt defaults to the empty prompt's
+        embeddings the model was loaded with. Unconditional models accept only ``prompt`` in
+        (``None``, ``""``) and a guidance scale of 1.
+        """
+        if not self.conditional:
+            if (
+                prompt not in (None, "")
+                or prompt_embeds is not None
+                or negative_prompt not in (None, "")
+                or (guidance_scale not in (None, 1, 1.0))
+            ):
+                raise ValueError(
+                    "this model is unconditional: prompts and guidance_scale != 1 are not supported"
+                )
+            return self
+        if prompt is not None and prompt_embeds is None:
+            prompt_embeds = self.encode_prompt(prompt)
+        if negative_prompt is not None and negative_prompt_embeds is None:
+            negative_prompt_embeds = self.encode_prompt(negative_prompt)
+        prior = self.prior.with_prompt(prompt_embeds, negative_prompt_embeds, guidance_scale)
+        return dataclasses.replace(self, prior=prior)
+
+    def set_prompt(self, prompt: str | list[str] | None = None, **kwargs) -> None:
+        """In-place version of :meth:`with_prompt` (same arguments)."""
+        self.prior = self.with_prompt(prompt, **kwargs).prior
+
+    # ------------------------------------------------------------------ shapes and settings
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """Latent shape ``(C, h, w)`` for an image of ``height x width`` (multiples of ``latent_factor``)."""
+        f = self.latent_factor
+        if height % f or width % f:
+            raise ValueError(f"image size {height}x{width} is not a multiple of the latent factor {f}")
+        return (self.latent_channels, height // f, width // f)
+
+    def scheduler_settings(self) -> dict[str, Any]:
+        """The scheduler's ``steps_offset``, ``set_alpha_to_one``, ``timestep_spacing`` (config fields)."""
+        return {
+            "steps_offset": self.steps_offset,
+            "set_alpha_to_one": self.set_alpha_to_one,
+            "timestep_spacing": self.timestep_spacing,
+        }
+
+    def modules(self) -> list[torch.nn.Module]:
+        """Every torch module of the model (UNet, autoencoder, text encoder)."""
+        mods = [self.prior.unet, self.encoder.vae]
+        if self.decoder.vae is not self.encoder.vae:
+            mods.append(self.decoder.vae)
+        if self.text_encoder is not None:
+            mods.append(self.text_encoder)
+        return mods
+
+
+# ---------------------------------------------------------------------------------------------- loading
+class _LoadError(ValueError):
+    pass
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def _read_index(source: str, local: bool) -> dict:
+    if local:
+        folder = Path(source)
+        index_file = folder / "model_index.json"
+        if index_file.is_file():
+            try:
+                return json.loads(index_file.read_text())
+            except (OSError, ValueError) as exc:
+                raise _LoadError(
+                    f"model folder {source!r} has an unreadable model_index.json ({_one_line(exc)})"
+                ) from None
+        # a bare folder of components without model_index.json
+        if (folder / "unet").is_dir() and (folder / "scheduler").is_dir():
+            index = {"unet": ["diffusers", None], "scheduler": ["diffusers", None]}
+            for name in ("vae", "vqvae"):
+                if (folder / name).is_dir():
+                    index[name] = ["diffusers", None]
+            for name in ("text_encoder", "tokenizer"):
+                if (folder / name).is_dir():
+                    index[name] = ["transformers", None]
+            return index
+        raise _LoadError(
+            f"{source!r} is not a diffusers model folder "
+            "(no model_index.json, no unet/ and scheduler/ subfolders)"
+        )
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(source, "model_index.json")).read_text())
+    except Exception as exc:  # hub/network/cache errors of many types
+        raise _LoadError(
+            f"model {source!r} is not a local folder and could not be fetched from the Hugging Face hub "
+            f"(offline and not cached, or no such diffusers model): {_one_line(exc)}"
+        ) from None
+
+
+def _class_name(index: dict, name: str) -> str | None:
+    entry = index.get(name)
+    if isinstance(entry, (list, tuple)) and len(entry) == 2 and entry[1]:
+        return str(entry[1])
+    return None
+
+
+def _component_config(source: str, sub: str) -> dict:
+    from diffusers import ConfigMixin
+
+    class _Reader(ConfigMixin):
+        config_name = "config.json"
+
+    return dict(_Reader.load_config(source, subfolder=sub))
+
+
+def _load_vae(source: str, index: dict, dtype: torch.dtype, vae_dtype: torch.dtype | None):
+    """The autoencoder, its class name and dtype (fp32 when half precision and ``force_upcast``)."""
+    import diffusers
+
+    name = "vae" if "vae" in index else "vqvae" if "vqvae" in index else None
+    if name is None:
+        raise _LoadError(f"model {source!r} has no autoencoder (expected a 'vae' or 'vqvae' component)")
+    cls_name = _class_name(index, name) or _component_config(source, name).get("_class_name")
+    cls = getattr(diffusers, str(cls_name), None)
+    if cls_name not in ("AutoencoderKL", "AutoencoderTiny", "VQModel") or cls is None:
+        raise _LoadError(
+            f"model {source!r}: autoencoder class {cls_name!r} is not supported "
+            "(AutoencoderKL, AutoencoderTiny or VQModel)"
+        )
+    if vae_dtype is None:
+        upcast = cls_name == "AutoencoderKL" and bool(
+            cls.load_config(source, subfolder=name).get("force_upcast", True)
+        )
+        vae_dtype = torch.float32 if (dtype != torch.float32 and upcast) else dtype
+    return cls.from_pretrained(source, subfolder=name, torch_dtype=vae_dtype), cls_name, vae_dtype
+
+
+def _load_unet(source: str, index: dict, dtype: torch.dtype):
+    import diffusers
+
+    if "unet" not in index:
+        raise _LoadError(f"model {source!r} has no 'unet' component")
+    cls_name = _class_name(index, "unet") or _component_config(source, "unet").get("_class_name")
+    if cls_name not in ("UNet2DConditionModel", "UNet2DModel"):
+        raise _LoadError(
+            f"model {source!r}: UNet class {cls_name!r} is not supported "
+            "(UNet2DConditionModel or UNet2DModel)"
+        )
+    return getattr(diffusers, cls_name).from_pretrained(source, subfolder="unet", torch_dtype=dtype), cls_name
+
+
+def _load_scheduler_config(source: str, index: dict) -> tuple[dict, Tensor]:
+    from diffusers import DDIMScheduler
+
+    if "scheduler" not in index:
+        raise _LoadError(f"model {source!r} has no 'scheduler' component")
+    cfg = dict(DDIMScheduler.load_config(source, subfolder="scheduler"))
+    known = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    sched = DDIMScheduler.from_config(known)
+    return cfg, sched.alphas_cumprod
+
+
+def _load_text(source: str, index: dict, dtype: torch.dtype):
+    if "text_encoder" not in index or "tokenizer" not in index:
+        return None, None
+    import transformers
+
+    enc_name = _class_name(index, "text_encoder") or "CLIPTextModel"
+    tok_name = _class_name(index, "tokenizer") or "CLIPTokenizer"
+    enc_cls, tok_cls = getattr(transformers, enc_name, None), getattr(transformers, tok_name, None)
+    if enc_cls is None or tok_cls is None:
+        raise _LoadError(
+            f"model {source!r}: text classes {enc_name!r}/{tok_name!r} not found in transformers"
+        )
+    tokenizer = tok_cls.from_pretrained(source, subfolder="tokenizer")
+    text_encoder = enc_cls.from_pretrained(source, subfolder="text_encoder", dtype=dtype)
+    return tokenizer, text_encoder
+
+
+def load_model(
+    model_id_or_path: str | os.PathLike,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    vae_dtype: torch.dtype | str | None = None,
+    guidance_scale: float = 1.0,
+    prompt: str = "",
+    vae_slicing: bool = False,
+    vae_tiling: bool = False,
+    checkpointing: bool = False,
+) -> LatentModel:
+    """Load a Stable Diffusion or unconditional LDM (local folder or hub id) as a :class:`LatentModel`.
+
+    ``device`` defaults to CUDA when available, else CPU. ``dtype`` (UNet and text encoder) defaults to
+    fp16 on CUDA and fp32 on CPU (``"bf16"`` is accepted); ``vae_dtype`` defaults to fp32 whenever the
+    UNet runs in half precision and the autoencoder's config asks for ``force_upcast`` (AutoencoderKL:
+    yes; AutoencoderTiny, VQModel: no), since PSLD back-propagates through the VAE. ``prompt`` (default
+    empty) and ``guidance_scale`` (default 1: no doubled batch) set the prior's conditioning.
+    ``vae_slicing``/``vae_tiling`` call ``enable_slicing()``/``enable_tiling()`` on the VAE module;
+    ``checkpointing`` wraps the differentiable encoder/decoder calls in activation checkpointing
+    (less memory during guidance, one more forward pass).
+
+    Raises ``ValueError`` with one line for a missing path, a folder that is not a diffusers model, an
+    unsupported component, or a hub id that cannot be fetched (offline and not in the cache).
+    """
+    if not isinstance(model_id_or_path, (str, os.PathLike)):
+        raise ValueError(f"model must be a folder path or a hub id, got {type(model_id_or_path).__name__}")
+    source = os.fspath(model_id_or_path)
+    device = default_device() if device is None else torch.device(device)
+    dtype = resolve_dtype(dtype, device)
+    if vae_dtype is not None:
+        vae_dtype = resolve_dtype(vae_dtype, device)
+    local = os.path.exists(source)
+    if not local:
+        if source.endswith((".ckpt", ".safetensors", ".pt", ".bin")):
+            raise ValueError(
+                f"model file {source!r} does not exist (and single-file checkpoints are not supported)"
+            )
+        if not _HUB_ID.match(source):
+            raise ValueError(f"model folder {source!r} does not exist")
+    elif not os.path.isdir(source):
+        raise ValueError(
+            f"model {source!r} is a file; pass a diffusers model folder "
+            "(single-file checkpoints are not supported)"
+        )
+    try:
+        index = _read_index(source, local)
+        unet, unet_cls = _load_unet(source, index, dtype)
+        vae, vae_cls, vae_dtype = _load_vae(source, index, dtype, vae_dtype)
+        sched_cfg, fallback_ac = _load_scheduler_config(source, index)
+        tokenizer, text_encoder = (
+            _load_text(source, index, dtype) if unet_cls == "UNet2DConditionModel" else (None, None)
+        )
+    except _LoadError as exc:
+        raise ValueError(str(exc)) from None
+    except Exception as exc:  # deep diffusers / transformers / hub / safetensors errors
+        raise ValueError(f"could not load model {source!r}: {_one_line(exc)}") from None
+
+    unet = freeze(unet.to(device))
+    vae = freeze(vae.to(device))
+    if text_encoder is not None:
+        text_encoder = freeze(text_encoder.to(device))
+
+    vae_opts = dict(checkpointing=checkpointing, slicing=vae_slicing, tiling=vae_tiling)
+    if vae_cls == "VQModel":
+        encoder, decoder = VQEncoder(vae, **vae_opts), VQDecoder(vae, checkpointing=checkpointing)
+        latent_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        latent_channels = int(vae.config.vq_embed_dim or vae.config.latent_channels)
+    else:
+        encoder, decoder = KLEncoder(vae, **vae_opts), KLDecoder(vae, checkpointing=checkpointing)
+        blocks = (
+            vae.config.encoder_block_out_channels
+            if vae_cls == "AutoencoderTiny"
+            else vae.config.block_out_channels
+        )
+        latent_factor = 2 ** (len(blocks) - 1)
+        latent_channels = int(vae.config.latent_channels)
+    if int(unet.config.in_channels) != latent_channels:
+        raise ValueError(
+            f"model {source!r}: the UNet takes {unet.config.in_channels} channels but the autoencoder gives "
+            f"{latent_channels}"
+        )
+    unet_multiple = 1 if unet_cls == "UNet2DConditionModel" else 2 ** (len(unet.config.down_block_types) - 1)
+
+    alphas_cumprod = alphas_cumprod_from_config(sched_cfg, fallback_ac)
+    prediction_type = sched_cfg.get("prediction_type", "epsilon")
+    spacing = sched_cfg.get("timestep_spacing", "leading")
+    if spacing not in _SPACINGS:
+        spacing = "leading"
+
+    model = LatentModel(
+        prior=None,  # type: ignore[arg-type]  # set below
+        encoder=encoder,
+        decoder=decoder,
+        family="sd" if unet_cls == "UNet2DConditionModel" else "ldm",
+        latent_factor=latent_factor,
+        latent_channels=latent_channels,
+        size_multiple=latent_factor * unet_multiple,
+        steps_offset=int(sched_cfg.get("steps_offset", 0) or 0),
+        set_alpha_to_one=bool(sched_cfg.get("set_alpha_to_one", True)),
+        timestep_spacing=spacing,
+        device=device,
+        dtype=dtype,
+        vae_dtype=vae_dtype,
+        source=source,
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+    )
+    if unet_cls == "UNet2DConditionModel":
+        if text_encoder is None:
+            raise ValueError(
+                f"model {source!r} is text conditioned but has no tokenizer/text_encoder to encode prompts"
+            )
+        embeds = model.encode_prompt(prompt)
+        model.prior = UNetPrior(
+            unet,
+            alphas_cumprod,
+            prediction_type=prediction_type,
+            prompt_embeds=embeds,
+            negative_prompt_embeds=model.encode_prompt("") if prompt else embeds,
+            guidance_scale=guidance_scale,
+        )
+    else:
+        if prompt or guidance_scale != 1.0:
+            raise ValueError(
+                f"model {source!r} is unconditional: prompt and guidance_scale are not supported"
+            )
+        model.prior = UNetPrior(unet, alphas_cumprod, prediction_type=prediction_type)
+    return model

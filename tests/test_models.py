@@ -217,6 +217,12 @@ def test_memory_options(tiny_sd_path):
     for s in samples:
         s.square().sum().backward()
     assert torch.allclose(xs[0].grad, xs[1].grad, atol=1e-4)
+    # the backward recomputation must not draw from the caller's generator again
+    g = torch.Generator().manual_seed(7)
+    m.encoder.sample(x.clone().requires_grad_(True), g).sum().backward()
+    ref = torch.Generator().manual_seed(7)
+    torch.randn(samples[0].shape, generator=ref)
+    assert torch.equal(g.get_state(), ref.get_state())
 
 
 def test_autoencoder_tiny_folder(tiny_sd_path, tmp_path):

@@ -242,12 +242,20 @@ class KLEncoder(_VAEAdapter):
         return dist.mean, dist.std
 
     def sample(self, x: Tensor, generator: GeneratorLike = None) -> Tensor:
-        """A posterior sample times ``scaling_factor`` (``AutoencoderTiny``: its deterministic code).
+        """A posterior sample times ``scaling_factor`` (the mode for the deterministic ``AutoencoderTiny``).
 
-        The noise is drawn outside the (optionally checkpointed) encoder call, so recomputation in the
-        backward pass reuses it and the generators advance once per call.
+        The noise is drawn once, outside activation checkpointing: a recomputation in the backward pass
+        must not draw again from the caller's generators (that would change the gradient's noise and
+        advance the streams).
         """
-        mean, std = _maybe_checkpoint(self._moments, x, self.checkpointing)
+
+        def moments(inp: Tensor) -> Tensor:
+            dist, out = self._posterior(inp)
+            if dist is None:
+                return torch.stack([out.latents, torch.zeros_like(out.latents)])
+            return torch.stack([dist.mean, dist.std])
+
+        mean, std = _maybe_checkpoint(moments, x, self.checkpointing)
         noise = randn_like_batch(mean.shape, generator, mean.device, mean.dtype)
         return ((mean + std * noise) * self.scaling_factor).to(x.dtype)
 

@@ -60,15 +60,3 @@ def tiny_ldm(tiny_ldm_path):
     import psld
 
     return psld.load_model(tiny_ldm_path, device="cpu")
-
-
-@pytest.fixture
-def single_thread():
-    """Run a test with one torch thread: tiny models gain nothing from threads, and on a busy machine
-    OpenMP threads that spin-wait for a descheduled sibling make small kernels 10-100x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

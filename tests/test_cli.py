@@ -20,8 +20,6 @@ from psld.tasks import TASKS
 H, W = 29, 37
 PSLD = Path(sys.executable).with_name("psld")
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):

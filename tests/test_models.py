@@ -13,8 +13,6 @@ import torch
 import psld
 from psld.models.adapters import KLDecoder, KLEncoder, UNetPrior, VQDecoder, VQEncoder
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def _gens(*seeds):
     return [torch.Generator().manual_seed(s) for s in seeds]

@@ -42,15 +42,6 @@ from psld.operators import (
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tensors here are tiny: intra-op threads only add wake-up latency (10-50 ms per call)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------- drawing
 def _seed(data) -> int:
     return data.draw(st.integers(0, 2**31 - 1), label="seed")

@@ -16,8 +16,6 @@ from psld.tasks import TASKS, blur_kernel_size, get_task
 TASK_NAMES = list(TASKS)
 H, W = 29, 37  # odd sizes: padded to multiples of 8 inside, cropped back
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def _image(name: str = "astronaut", size=(H, W)) -> np.ndarray:
     img = getattr(data, name)()

@@ -21,15 +21,6 @@ seeds = st.integers(0, 2**16)
 cs = st.sampled_from([1.0, mid_c()])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems: intra-op threads only add overhead (and stall on a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @st.composite
 def dims(draw, k_min: int = 1, k_max: int = 8, d_max: int = 64):
     """theory.md §6 common strategy, scaled down: ``k``, ``l in [k, 3k]``, ``d in [l + 1, d_max]``."""

@@ -18,16 +18,6 @@ from verification.result import CHECKS
 seeds = st.integers(0, 2**16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These checks run many tiny float64 kernels: threads gain nothing, and on a busy machine spin-waiting
-    OpenMP threads make them 10-100x slower (see the ``single_thread`` fixture in conftest.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @st.composite
 def dims(draw, k_max: int = 8, d_max: int = 96):
     """``k``, ``l >= k``, ``d > l`` (theory.md §6 common strategy, scaled down)."""

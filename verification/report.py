@@ -17,10 +17,16 @@ def _load_checks() -> None:
     import verification.checks  # noqa: F401  (registers every check)
 
 
+def _order(name: str) -> tuple[int, str]:
+    head = name.split("-", 1)[0]
+    return (int(head[1:]) if head[1:].isdigit() else 10**6, name)
+
+
 def run_checks(level: str = "default", seed: int = 0, only=None, progress: bool = True) -> list[CheckResult]:
     """Run the selected checks and return their records (each timed)."""
     _load_checks()
-    names = list(CHECKS) if not only else list(only)
+    # report order t1..t10, whatever order the modules registered in (some import each other)
+    names = sorted(CHECKS, key=_order) if not only else list(only)
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
         raise ValueError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(CHECKS)}")

@@ -1,0 +1,41 @@
+"""`psld verify` report: order, files written, exit status (including the failing path)."""
+
+import json
+
+import pytest
+
+from verification import report
+from verification.result import CHECKS, Check, CheckResult
+
+
+def test_quick_subset_writes_reports_in_order(tmp_path, capsys):
+    code = report.run_verify(
+        quick=True, out=tmp_path, only=["t2-one-shot", "t9-phase-transition"], progress=False
+    )
+    assert code == 0
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["meta"]["level"] == "quick" and data["meta"]["passed"] == data["meta"]["total"] > 0
+    assert {r["name"] for r in data["results"]} == {"t2-one-shot", "t9-phase-transition"}
+    md = (tmp_path / "report.md").read_text()
+    assert md.count("| pass |") == data["meta"]["total"]
+    assert "checks passed" in capsys.readouterr().out
+
+
+def test_full_order_is_t1_to_t10():
+    report._load_checks()
+    names = sorted(CHECKS, key=report._order)
+    assert [int(n.split("-")[0][1:]) for n in names] == list(range(1, 11))
+
+
+def test_failing_check_gives_nonzero_exit(tmp_path, monkeypatch):
+    bad = CheckResult("t99-bad", "a false statement", 1.0, 2.0, "equal", False)
+    monkeypatch.setitem(CHECKS, "t99-bad", Check("t99-bad", "bad", lambda **kw: [bad]))
+    assert report.run_verify(out=tmp_path, only=["t99-bad"], progress=False) == 1
+    assert "**FAIL**" in (tmp_path / "report.md").read_text()
+
+
+def test_unknown_check_and_conflicting_levels(tmp_path):
+    with pytest.raises(ValueError, match="unknown check"):
+        report.run_verify(out=tmp_path, only=["nope"], progress=False)
+    with pytest.raises(ValueError, match="at most one"):
+        report.run_verify(quick=True, thorough=True, out=tmp_path, progress=False)

@@ -26,10 +26,11 @@ def run_checks(level: str = "default", seed: int = 0, only=None, progress: bool 
     """Run the selected checks and return their records (each timed)."""
     _load_checks()
     # report order t1..t10, whatever order the modules registered in (some import each other)
-    names = sorted(CHECKS, key=_order) if not only else list(only)
+    ordered = sorted(CHECKS, key=_order)
+    names = ordered if not only else list(only)
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
-        raise ValueError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(CHECKS)}")
+        raise ValueError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(ordered)}")
     results: list[CheckResult] = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny float64 problems: threading only adds contention

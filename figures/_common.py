@@ -1,0 +1,29 @@
+"""Shared plumbing for the figure modules: the Agg pyplot and saving one figure as PNG + PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (call inside ``make``, before plotting)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, out_dir: Path, name: str) -> list[Path]:
+    """Write ``fig`` as ``out_dir/name.png`` (150 dpi) and ``.pdf``, close it, return the two paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1])
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return paths

@@ -236,7 +236,10 @@ class SubspaceAutoencoder(LinearAutoencoder):
 class OvercompleteAutoencoder(LinearAutoencoder):
     """Over-complete linear latent of size ``p = k + m`` (theory.md T8).
 
-    ``E = [S^+; 0_{m x d}]``, ``D = [S, B_x]`` with ``B_x = (I - P) G`` for a Gaussian ``G`` ``[d, m]``.
+    ``E = [S^+; 0_{m x d}]``, ``D = [S, B_x]`` with ``B_x = (I - P) G`` for a Gaussian ``G`` ``[d, m]``
+    with entries ``N(0, scale^2)``; the default ``scale = 1/sqrt(d)`` gives the extra decoder columns
+    about unit norm, the scale of the data columns (with unit-variance ``G`` their curvature ~ d limits
+    the measurement step so much that no method recovers, even with a tight prior).
     Then ``D E S = S`` (perfect reconstruction of the data) while ``E D = diag(I_k, 0) != I_p``.
     ``S`` is drawn first from ``seed`` (when not given), then ``G`` from the same generator.
 
@@ -254,13 +257,17 @@ class OvercompleteAutoencoder(LinearAutoencoder):
         k: int | None = None,
         seed: Seed = 0,
         batch: int | None = None,
+        scale: float | None = None,
     ):
         g = as_generator(seed)
         base = SubspaceAutoencoder(S, d=d, k=k, seed=g, batch=batch)
         m = check_pos_int(m, "m", minimum=0)
         dd = base.d
+        scale = dd**-0.5 if scale is None else float(scale)
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale!r}")
         gshape = (dd, m) if base.batch is None else (base.batch, dd, m)
-        G = torch.randn(gshape, generator=g, dtype=torch.float64)
+        G = scale * torch.randn(gshape, generator=g, dtype=torch.float64)
         eye = torch.eye(dd, dtype=torch.float64)
         self.S = base.S
         self.P = base.P

@@ -142,3 +142,16 @@ def test_module_doctests(module):
     mod = importlib.import_module("linear_model" + ("." + module if module else ""))
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_overcomplete_extra_columns_have_unit_scale_by_default():
+    """G ~ N(0, scale^2) with scale = 1/sqrt(d): mean squared column norm of B_x is (d - k)/d."""
+    d, k, m = 64, 8, 400
+    ae = lm.OvercompleteAutoencoder(d=d, k=k, m=m, seed=3)
+    msq = float(ae.B_x.pow(2).sum(0).mean())
+    sd = (2 * (d - k)) ** 0.5 / d / m**0.5  # chi-square(d - k)/d over m columns
+    assert abs(msq - (d - k) / d) < 5 * sd
+    big = lm.OvercompleteAutoencoder(d=d, k=k, m=m, seed=3, scale=1.0)
+    torch.testing.assert_close(big.B_x, ae.B_x * d**0.5)
+    with pytest.raises(ValueError, match="scale"):
+        lm.OvercompleteAutoencoder(d=d, k=k, m=2, scale=0.0)

@@ -34,18 +34,9 @@ def _top(J: Tensor) -> float:
     return float(torch.linalg.eigvalsh(J.transpose(-1, -2) @ J)[..., -1])
 
 
-def overcomplete_autoencoder(d: int, k: int, m: int, seed) -> lm.LinearAutoencoder:
-    """``E = [S^T; 0]``, ``D = [S, B_x/sqrt(d)]`` from :class:`linear_model.OvercompleteAutoencoder`.
-
-    The simulator draws ``B_x = (I - P) G`` with ``G ~ N(0, 1)``, whose columns have norm ``~ sqrt(d - k)``;
-    dividing by ``sqrt(d)`` gives the extra decoder columns about unit norm, the scale of the data columns
-    ``S`` (theory.md T8 does not fix the scale of ``G``; with unit-variance ``G`` the measurement step is
-    limited by the huge extra curvature and no method recovers even at ``eps_z = 0``).
-    """
-    base = lm.OvercompleteAutoencoder(d=d, k=k, m=m, seed=seed)
-    ae = lm.LinearAutoencoder(base.E, torch.cat([base.S, base.B_x / d**0.5], dim=-1))
-    ae.S, ae.k, ae.m = base.S, k, m
-    return ae
+def overcomplete_autoencoder(d: int, k: int, m: int, seed) -> lm.OvercompleteAutoencoder:
+    """``E = [S^T; 0]``, ``D = [S, B_x]`` with unit-norm-scale extra columns (``G ~ N(0, 1/d)``)."""
+    return lm.OvercompleteAutoencoder(d=d, k=k, m=m, seed=seed)
 
 
 def leaky_cov(k: int, m: int, eps_z: float) -> Tensor:

@@ -16,7 +16,6 @@ dtype on each call (see :meth:`_like`). Randomness is drawn once, at constructio
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -196,7 +195,3 @@ def cg_solve(apply, b: Tensor, *, tol: float, max_iter: int) -> Tensor:
         p = r + beta * p
         rs = rs_new
     return u
-
-
-def numel(shape: Sequence[int]) -> int:
-    return math.prod(shape)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from strategies import dims
 
 import linear_model as lm
 from verification.checks import t1_generative as t1
@@ -18,15 +19,6 @@ from verification.checks.t3_contraction import F64, random_problems
 from verification.result import CHECKS
 
 seeds = st.integers(0, 2**16)
-
-
-@st.composite
-def dims(draw, k_min: int = 1, k_max: int = 8, d_max: int = 64):
-    """theory.md §6 common strategy, scaled down: ``k``, ``l in [k, 3k]``, ``d in [l + 1, d_max]``."""
-    k = draw(st.integers(k_min, k_max))
-    l = draw(st.integers(k, 3 * k))
-    d = draw(st.integers(l + 1, max(l + 1, d_max)))
-    return d, k, l
 
 
 # ---------------------------------------------------------------------------------------------- T1

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from strategies import dims, gen
 
 import linear_model as lm
 from verification.checks import t3_contraction as t3
@@ -17,19 +18,6 @@ from verification.result import CHECKS
 F64 = t3.F64
 seeds = st.integers(0, 2**16)
 cs = st.sampled_from([1.0, t3.mid_c()])
-
-
-@st.composite
-def dims(draw, k_min: int = 1, k_max: int = 8, d_max: int = 64):
-    """theory.md §6 common strategy, scaled down: ``k``, ``l in [k, 3k]``, ``d in [l + 1, d_max]``."""
-    k = draw(st.integers(k_min, k_max))
-    l = draw(st.integers(k, 3 * k))
-    d = draw(st.integers(l + 1, max(l + 1, d_max)))
-    return d, k, l
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 @given(

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from strategies import dims, gen
 
 import linear_model as lm
 from verification.checks import t4_rank as t4
@@ -22,24 +23,11 @@ cs = st.sampled_from([1.0, mid_c()])
 
 
 @st.composite
-def dims(draw, k_min: int = 1, k_max: int = 8, d_max: int = 64):
-    """theory.md §6 common strategy, scaled down: ``k``, ``l in [k, 3k]``, ``d in [l + 1, d_max]``."""
-    k = draw(st.integers(k_min, k_max))
-    l = draw(st.integers(k, 3 * k))
-    d = draw(st.integers(l + 1, max(l + 1, d_max)))
-    return d, k, l
-
-
-@st.composite
 def deficient_dims(draw, k_max: int = 8, d_max: int = 64):
     """``dims`` with ``k >= 2`` and a rank ``r in [1, k - 1]``."""
     d, k, l = draw(dims(k_min=2, k_max=k_max, d_max=d_max))
     r = draw(st.integers(1, k - 1))
     return d, k, l, r
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # ---------------------------------------------------------------------------------------------- T4

@@ -55,6 +55,18 @@ def test_correlate_is_the_official_pad_then_conv2d():
     assert abs(float(lhs - rhs)) <= 1e-10 * float(lhs.abs())
 
 
+@pytest.mark.parametrize("boundary,mode", [("reflect", "reflect"), ("circular", "circular")])
+def test_correlate_separable_kernel(boundary, mode):
+    g = torch.Generator().manual_seed(2)
+    k = torch.outer(torch.rand(5, generator=g, dtype=F64), torch.rand(3, generator=g, dtype=F64))
+    x = torch.randn(1, 1, 9, 11, generator=g, dtype=F64)
+    op = Blur((1, 9, 11), k, correlate=True, boundary=boundary)
+    assert op.separable
+    official = F.conv2d(F.pad(x, (1, 1, 2, 2), mode=mode), k[None, None])
+    torch.testing.assert_close(op(x), official, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(op(op.pinv(op(x))), op(x), rtol=1e-9, atol=1e-10)
+
+
 def test_registry_and_solve_pass_kernel_correlate():
     k = torch.rand(3, 5, generator=torch.Generator().manual_seed(1), dtype=F64)
     task = get_task("deblur-motion")

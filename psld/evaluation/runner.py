@@ -19,7 +19,8 @@ before appending. ``run.json`` holds the configuration fingerprint (models, size
 preset, omega, gamma, sigma_y, sr_mode); a different configuration into the same ``out`` is refused.
 Tasks, methods and images may change between runs (the new entries are added).
 
-**Scale-out.** Under ``accelerate launch --num_processes N`` (``WORLD_SIZE > 1``) process ``k`` takes
+**Scale-out.** Under ``accelerate launch --multi_gpu --num_processes N`` (``WORLD_SIZE > 1``; on a
+machine without CUDA the processes run on the CPU with gloo) process ``k`` takes
 the (image, task) pairs ``k, k + N, ...`` on its own device, appends to ``results.rank<k>.jsonl``; after
 a barrier the main process merges them into ``results.jsonl`` and writes the summary and figures.
 """
@@ -121,9 +122,11 @@ def _tasks(tasks) -> tuple[str, ...]:
 def _check_out(out: Path, config: EvalConfig) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {str(out)!r} exists and is not a folder")
-    probe = out
+    probe = out.absolute()
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"out: {str(probe)!r} is a file, so {str(out)!r} cannot be created")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ValueError(f"out: {str(out)!r} is not writable")
     run_file = out / "run.json"
@@ -225,12 +228,16 @@ def _all_rows(out: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- run
-def _distributed():
-    """``(rank, world, state)``: accelerate's ``PartialState`` under a multi-process launch, else one process."""
+def _distributed(device):
+    """``(rank, world, state)``: accelerate's ``PartialState`` under a multi-process launch, else one process.
+
+    On a machine without CUDA (or with ``device="cpu"``) the processes join a gloo group on the CPU.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
 
-        state = PartialState()
+        cpu = not torch.cuda.is_available() or (device is not None and torch.device(device).type == "cpu")
+        state = PartialState(cpu=cpu)
         return state.process_index, state.num_processes, state
     return 0, 1, None
 
@@ -353,7 +360,7 @@ def evaluate(
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         _check_out(out_dir, cfg)
-    rank, world, state = _distributed()
+    rank, world, state = _distributed(device)
     if world > 1 and out_dir is None:
         raise ValueError("out is required for a multi-process run (the processes merge their files there)")
 

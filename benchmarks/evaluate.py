@@ -36,7 +36,18 @@ def _run(n: int, model: Path, out: Path, args: argparse.Namespace, env: dict) ->
     launch += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_port())]
     if n > 1:
         launch.insert(2, "--multi_gpu")  # torchrun; without CUDA the processes use gloo on the CPU
-    cmd = [*launch, "-m", "psld", "evaluate", "--images", "builtin", "-t", args.task, "--methods", args.method]
+    cmd = [
+        *launch,
+        "-m",
+        "psld",
+        "evaluate",
+        "--images",
+        "builtin",
+        "-t",
+        args.task,
+        "--methods",
+        args.method,
+    ]
     cmd += ["--model", str(model), "--size", str(args.size), "--steps", str(args.steps), "-o", str(out)]
     cmd += ["--no-progress", "--device", args.device]
     t0 = time.perf_counter()
@@ -67,8 +78,10 @@ def main() -> None:
             for n in (1, 2):
                 times[n].append(_run(n, model, Path(tmp) / f"out-{n}-{r}", args, env))
     rate = {n: images / (statistics.median(t) / 60) for n, t in times.items()}
-    print(f"job: {images} builtin images, {args.task}, {args.method}, {args.size} px, {args.steps} steps, "
-          f"tiny random LDM, device {args.device}, {os.cpu_count()} CPUs")
+    print(
+        f"job: {images} builtin images, {args.task}, {args.method}, {args.size} px, {args.steps} steps, "
+        f"tiny random LDM, device {args.device}, {os.cpu_count()} CPUs"
+    )
     print("| processes | wall s (median) | images / min |")
     print("|---:|---:|---:|")
     for n in (1, 2):

@@ -1,8 +1,8 @@
 """psld: posterior sampling with latent diffusion models for linear inverse problems.
 
 ``sample``, ``SampleOutput`` and ``PSLDConfig`` (the core) are imported eagerly; ``solve``,
-``SolveOutput``, ``load_model``, ``list_tasks``, ``evaluate`` and the ``LatentModel`` class are imported on first
-use, so ``import psld`` loads neither diffusers nor transformers.
+``SolveOutput``, ``load_model``, ``list_tasks``, ``evaluate`` and the ``LatentModel`` class are imported
+on first use, so ``import psld`` loads neither diffusers nor transformers.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from psld.evaluation.runner import evaluate
     from psld.models.loading import LatentModel, load_model
     from psld.solve import SolveOutput, solve
-    from psld.evaluation.runner import evaluate
     from psld.tasks import list_tasks
 
 

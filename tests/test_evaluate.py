@@ -63,7 +63,12 @@ def _cli_args(s: dict, out: Path) -> list[str]:
 
 
 def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
 
 
 def _by_key(rows: list[dict]) -> dict:
@@ -158,7 +163,9 @@ def test_rerun_skips_everything_and_changed_config_is_refused(setup):
     again = psld.evaluate(str(setup["images"]), TASKS, out=str(out), progress=False, **setup["args"])
     assert (out / "results.jsonl").read_text() == before and again.rows == setup["result"].rows
     with pytest.raises(ValueError, match=r"another configuration \(steps 2 -> 3\)"):
-        psld.evaluate(str(setup["images"]), TASKS, out=str(out), progress=False, **{**setup["args"], "steps": 3})
+        psld.evaluate(
+            str(setup["images"]), TASKS, out=str(out), progress=False, **{**setup["args"], "steps": 3}
+        )
     assert (out / "results.jsonl").read_text() == before
 
 
@@ -241,8 +248,20 @@ def test_every_bad_input_is_one_line_exit_2_before_any_model_loads(tmp_path, cap
     missing_model = str(tmp_path / "no-such-model")  # loading it would fail with another message
 
     def argv(images=str(good), task="sr4", methods="psld,pinv", o=out, extra=()):
-        return ["evaluate", "--images", images, "-t", task, "--methods", methods, "--model", missing_model,
-                "-o", str(o), *extra]
+        return [
+            "evaluate",
+            "--images",
+            images,
+            "-t",
+            task,
+            "--methods",
+            methods,
+            "--model",
+            missing_model,
+            "-o",
+            str(o),
+            *extra,
+        ]
 
     _bad(capsys, argv(images=str(empty)), "holds no image files", out)
     _bad(capsys, argv(images=str(tmp_path / "*.jpg")), "matches no files", out)
@@ -250,8 +269,12 @@ def test_every_bad_input_is_one_line_exit_2_before_any_model_loads(tmp_path, cap
     _bad(capsys, argv(task="sr5"), "unknown task 'sr5'", out)
     _bad(capsys, argv(methods="psld,foo"), "unknown method 'foo'", out)
     _bad(capsys, argv(methods="psld,dps"), "--pixel-model", out)
-    _bad(capsys, ["evaluate", "--images", str(good), "-t", "sr4", "--methods", "ldps", "-o", str(out)],
-         "--model", out)
+    _bad(
+        capsys,
+        ["evaluate", "--images", str(good), "-t", "sr4", "--methods", "ldps", "-o", str(out)],
+        "--model",
+        out,
+    )
     _bad(capsys, argv(extra=("--resize", "stretch")), "resize", out)
     _bad(capsys, argv(extra=("--preset", "official"), task="denoise"), "official", out)
     a_file = tmp_path / "a-file"
@@ -271,7 +294,11 @@ def test_out_not_writable(tmp_path, capsys):
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        _bad(capsys, ["evaluate", "--images", str(img), "-t", "sr4", "--methods", "pinv", "-o",
-                      str(locked / "out")], "not writable", locked / "out")
+        _bad(
+            capsys,
+            ["evaluate", "--images", str(img), "-t", "sr4", "--methods", "pinv", "-o", str(locked / "out")],
+            "not writable",
+            locked / "out",
+        )
     finally:
         locked.chmod(0o700)

@@ -39,19 +39,37 @@ def test_pixel_folder_loads_as_identity_latent_model(tiny_pixel_path, tiny_pixel
 def test_pixel_model_runs_dps_through_solve(tiny_pixel):
     img = torch.rand(3, 16, 16)
     cfg = psld.PSLDConfig(method="dps", num_steps=2, omega=0.5)
-    a = psld.solve(img, "sr2", model=tiny_pixel, simulate=True, seed=3, config=cfg, output_type="pt", progress=False)
-    b = psld.solve(img, "sr2", model=tiny_pixel, simulate=True, seed=3, config=cfg, output_type="pt", progress=False)
+    a = psld.solve(
+        img, "sr2", model=tiny_pixel, simulate=True, seed=3, config=cfg, output_type="pt", progress=False
+    )
+    b = psld.solve(
+        img, "sr2", model=tiny_pixel, simulate=True, seed=3, config=cfg, output_type="pt", progress=False
+    )
     assert a.images.shape == (1, 3, 16, 16) and a.measurement.shape == (1, 3, 8, 8)
     assert torch.equal(a.images, b.images)
     # the latents of a pixel model are the image itself (identity decoder): x = (z + 1) / 2, clamped
     assert torch.allclose(a.images, ((a.latents.float() + 1) / 2).clamp(0, 1), atol=1e-6)
     # the default configuration for a pixel model is dps (LDM-scale task preset)
-    c = psld.solve(img, "deblur-gaussian", model=tiny_pixel, simulate=True, seed=0, num_inference_steps=2,
-                   output_type="pt", progress=False)
+    c = psld.solve(
+        img,
+        "deblur-gaussian",
+        model=tiny_pixel,
+        simulate=True,
+        seed=0,
+        num_inference_steps=2,
+        output_type="pt",
+        progress=False,
+    )
     assert c.config.method == "dps"
 
 
 def test_pixel_model_refuses_latent_methods(tiny_pixel):
     with pytest.raises(ValueError, match="'dps' only"):
-        psld.solve(torch.rand(3, 16, 16), "denoise", model=tiny_pixel, simulate=True,
-                   config=psld.PSLDConfig(method="psld", num_steps=2), progress=False)
+        psld.solve(
+            torch.rand(3, 16, 16),
+            "denoise",
+            model=tiny_pixel,
+            simulate=True,
+            config=psld.PSLDConfig(method="psld", num_steps=2),
+            progress=False,
+        )

@@ -40,7 +40,9 @@ class ImageSource:
 
 def _files(spec: str) -> list[str]:
     if os.path.isdir(spec):
-        files = sorted(str(p) for p in Path(spec).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(
+            str(p) for p in Path(spec).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
         if not files:
             raise ValueError(f"images: folder {spec!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
         return files
@@ -72,7 +74,9 @@ def resolve_images(images: str | os.PathLike | list) -> list[ImageSource]:
                 raise ValueError(f"images: file {os.fspath(item)!r} does not exist")
             paths.append(os.fspath(item))
     else:
-        raise ValueError(f"images must be 'builtin', a folder, a glob or a list of files, got {type(images).__name__}")
+        raise ValueError(
+            f"images must be 'builtin', a folder, a glob or a list of files, got {type(images).__name__}"
+        )
     sources = [ImageSource(Path(p).stem, p) for p in paths]
     seen: dict[str, str] = {}
     for s in sources:

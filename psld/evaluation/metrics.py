@@ -26,7 +26,9 @@ def psnr(result01: np.ndarray, truth01: np.ndarray) -> float:
     """``10 log10(1 / MSE)`` (dB) of ``[H, W, 3]`` float arrays in [0, 1]."""
     from skimage.metrics import peak_signal_noise_ratio
 
-    return float(peak_signal_noise_ratio(truth01.astype(np.float64), result01.astype(np.float64), data_range=1.0))
+    return float(
+        peak_signal_noise_ratio(truth01.astype(np.float64), result01.astype(np.float64), data_range=1.0)
+    )
 
 
 def ssim(result01: np.ndarray, truth01: np.ndarray) -> float:
@@ -52,11 +54,11 @@ def unavailable_metrics() -> dict[str, str]:
     """``{metric: reason}`` for LPIPS, FID and KID, which are not computed in this version."""
     reasons = {}
     if importlib.util.find_spec("lpips") is None:
-        reasons["LPIPS"] = "the lpips package is not installed; it needs torchvision backbone weights"
+        reasons["LPIPS"] = "the lpips package is not installed and needs torchvision backbone weights"
     else:
         reasons["LPIPS"] = "psld does not load LPIPS backbones yet, and never uses a random one"
     if importlib.util.find_spec("torchmetrics") is None:
-        why = "torchmetrics is not installed; FID and KID need its Inception weights"
+        why = "torchmetrics is not installed and FID/KID need its Inception weights"
     else:
         why = "psld does not load Inception weights yet, and never uses a random backbone"
     reasons["FID"] = reasons["KID"] = why

@@ -58,7 +58,9 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def _fmt(x: float) -> str:
-    return "inf" if math.isinf(x) else f"{x:.4g}" if abs(x) < 1e-2 else f"{x:.3f}" if abs(x) < 10 else f"{x:.2f}"
+    return (
+        "inf" if math.isinf(x) else f"{x:.4g}" if abs(x) < 1e-2 else f"{x:.3f}" if abs(x) < 10 else f"{x:.2f}"
+    )
 
 
 def markdown(table: list[dict], notes: dict[str, str]) -> str:
@@ -78,7 +80,7 @@ def markdown(table: list[dict], notes: dict[str, str]) -> str:
         by_reason.setdefault(reason, []).append(metric)
     lines.append("")
     for reason, metrics in by_reason.items():
-        lines.append(f"{', '.join(metrics)}: not computed; {reason}.")
+        lines.append(f"{', '.join(metrics)}: not computed, because {reason}.")
     return "\n".join(lines) + "\n"
 
 

@@ -151,7 +151,9 @@ def _model_source(model) -> str | None:
         return os.fspath(model)
     source = getattr(model, "source", None)
     if not isinstance(source, str) or not hasattr(model, "prior"):
-        raise ValueError(f"model must be a LatentModel or a model folder / hub id, got {type(model).__name__}")
+        raise ValueError(
+            f"model must be a LatentModel or a model folder / hub id, got {type(model).__name__}"
+        )
     return source
 
 
@@ -341,7 +343,9 @@ def evaluate(
     if latent and model is None:
         raise ValueError(f"methods {', '.join(latent)} need a latent model (--model)")
     if "dps" in methods and pixel_model is None:
-        raise ValueError("method 'dps' needs a pixel-space model (--pixel-model, a diffusers UNet2DModel folder)")
+        raise ValueError(
+            "method 'dps' needs a pixel-space model (--pixel-model, a diffusers UNet2DModel folder)"
+        )
     sources = resolve_images(images)
     check_images(sources)
     cfg = EvalConfig(
@@ -370,11 +374,16 @@ def evaluate(
     if state is not None and device is None:
         device = state.device
     models: dict[str, Any] = {}
-    for key, m in (("latent", model if latent else None), ("pixel", pixel_model if "dps" in methods else None)):
+    for key, m in (
+        ("latent", model if latent else None),
+        ("pixel", pixel_model if "dps" in methods else None),
+    ):
         if m is not None:
             models[key] = m if hasattr(m, "prior") else load_model(m, device=device, dtype=dtype)
     if "pixel" in models and models["pixel"].family != "pixel":
-        raise ValueError(f"pixel_model {cfg.pixel_model!r} is a latent model (family {models['pixel'].family!r})")
+        raise ValueError(
+            f"pixel_model {cfg.pixel_model!r} is a latent model (family {models['pixel'].family!r})"
+        )
     if "latent" in models and models["latent"].family == "pixel":
         raise ValueError(f"model {cfg.model!r} is a pixel-space model; pass it as --pixel-model for dps")
     for key, m in models.items():
@@ -488,14 +497,21 @@ def _run_method(method, task, op, x01, y, seed, models, cfg) -> tuple[torch.Tens
         output_type="pt",
         progress=False,
     )
-    info = {"steps": config.num_steps, "omega": config.omega, "gamma": config.gamma if method != "ldps" else 0.0}
+    info = {
+        "steps": config.num_steps,
+        "omega": config.omega,
+        "gamma": config.gamma if method != "ldps" else 0.0,
+    }
     return out.images.float().cpu(), info
 
 
 def _merge(out: Path, sources: list[ImageSource], tasks, methods) -> list[dict]:
     """Merge ``results.jsonl`` and the per-process files into ``results.jsonl`` (atomic), ordered."""
     rows = _all_rows(out)
-    order = {(s.name, t, m): i for i, (s, t, m) in enumerate((s, t, m) for s in sources for t in tasks for m in methods)}
+    order = {
+        (s.name, t, m): i
+        for i, (s, t, m) in enumerate((s, t, m) for s in sources for t in tasks for m in methods)
+    }
     rows.sort(key=lambda r: order.get(_key(r), len(order)))
     _atomic_text("".join(json.dumps(r) + "\n" for r in rows), out / RESULTS)
     for p in out.glob("results.rank*.jsonl"):

@@ -415,9 +415,9 @@ def evaluate(
     bar = tqdm(
         total=len(entries),
         initial=len(entries) - len(pending),
-        desc=f"evaluate{'' if world == 1 else f' [{rank}/{world}]'}",
+        desc="evaluate" if world == 1 else f"evaluate (process 0 of {world})",
         unit="entry",
-        disable=not progress,
+        disable=not progress or rank != 0,  # one bar: the main process's share under accelerate
     )
     computed: list[dict] = []
     todo = {(s.name, t): [m for (s2, t2, m) in pending if s2.name == s.name and t2 == t] for s, t in units}

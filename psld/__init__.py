@@ -1,8 +1,8 @@
 """psld: posterior sampling with latent diffusion models for linear inverse problems.
 
 ``sample``, ``SampleOutput`` and ``PSLDConfig`` (the core) are imported eagerly; ``solve``,
-``SolveOutput``, ``load_model``, ``list_tasks`` and the ``LatentModel`` class are imported on first
-use, so ``import psld`` loads neither diffusers nor transformers.
+``SolveOutput``, ``load_model``, ``list_tasks``, ``evaluate`` and the ``LatentModel`` class are imported
+on first use, so ``import psld`` loads neither diffusers nor transformers.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ _LAZY = {
     "load_model": ("psld.models.loading", "load_model"),
     "LatentModel": ("psld.models.loading", "LatentModel"),
     "list_tasks": ("psld.tasks", "list_tasks"),
+    "evaluate": ("psld.evaluation.runner", "evaluate"),
 }
 
 __all__ = [
@@ -32,9 +33,11 @@ __all__ = [
     "load_model",
     "LatentModel",
     "list_tasks",
+    "evaluate",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from psld.evaluation.runner import evaluate
     from psld.models.loading import LatentModel, load_model
     from psld.solve import SolveOutput, solve
     from psld.tasks import list_tasks

@@ -8,6 +8,8 @@
     List the tasks with their default presets (steps, omega, gamma) for SD and LDM models.
 ``psld verify [--quick | --thorough] [--out DIR] [--seed N] [--only NAME ...]``
     Run the theory checks (``verification.report.run_verify``); the exit code is its result.
+``psld evaluate --images DIR|GLOB|builtin -t TASK ... --methods ... -o OUT``
+    Tasks x methods over an image set: metrics, summary, figures, resume (:mod:`psld.evaluation.cli`).
 
 Bad input (missing or non-image file, wrong mask size, unknown task, missing model, ...) prints one
 line ``psld: error: ...`` to stderr and exits with status 2 before anything is written.
@@ -99,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", help="folder for the report")
     v.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     v.add_argument("--only", nargs="+", metavar="NAME", help="run only these checks")
+
+    from psld.evaluation.cli import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return parser
 
 
@@ -224,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_tasks()
         if args.command == "verify":
             return _cmd_verify(args)
+        if args.command == "evaluate":
+            from psld.evaluation.cli import run_evaluate
+
+            return run_evaluate(args)
         return _cmd_restore(args)
     except (_UsageError, ValueError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__

@@ -295,8 +295,8 @@ def test_adjoint_and_gram(case, data):
 
 #: Stated bounds of ``p = pinv(y)`` for every y. CGLS (base class): its stopping rule, ``||A^T r|| <= 1e-12
 #: ||A^T y||`` on the recursive residual, so ``CGLS_BOUND`` on the recomputed one. Closed forms: the cut-off
-#: ``rtol = 1e-10`` leaves ``||A^T r|| <= rtol ||A|| ||y||``, plus the round-off of components amplified by up
-#: to ``1/rtol``, ``~ eps/rtol = 2.2e-6``: ``PINV_BOUND * ||A|| ||y||`` covers both (CG's divergence was 1e17).
+#: ``rtol = 1e-10`` leaves ``||A^T r|| <= rtol ||A|| ||y||``, plus the round-off of components amplified by
+#: up to ``1/rtol``, ``~ eps/rtol = 2.2e-6``: ``PINV_BOUND ||A|| ||y||`` covers both (CG diverged to 1e17).
 CGLS_BOUND = 1e-10
 PINV_BOUND = 1e-5
 

@@ -72,14 +72,18 @@ DENSE: dict[str, Callable[[], LinearOperator]] = {
     "sr-bicubic": lambda: SuperResolution((1, 6, 10), 2),
     "sr-average": lambda: SuperResolution((3, 9, 6), 3, "average"),
     "matrix-rank-deficient": lambda: MatrixOperator(_rank_deficient_matrix()),
-    "matrix-batched": lambda: MatrixOperator(torch.randn(2, 4, 7, generator=torch.Generator().manual_seed(6), dtype=F64)),
+    "matrix-batched": lambda: MatrixOperator(
+        torch.randn(2, 4, 7, generator=torch.Generator().manual_seed(6), dtype=F64)
+    ),
     "official-transpose": lambda: OfficialTranspose(GaussianBlur(SH, 3, 0.8)),
     "compose-blur-sr": lambda: Compose(GaussianBlur((1, 6, 10), 3, 0.8), SuperResolution((1, 6, 10), 2)),
     "compose-mask-circular-gaussian": lambda: Compose(
         RandomInpainting(SH, seed=0), GaussianBlur(SH, 3, 1.0, boundary="circular")
     ),
     "compose-reflect-blur-mask": lambda: Compose(GaussianBlur(SH, 3, 0.8), RandomInpainting(SH, seed=1)),
-    "compose-mask-destriping": lambda: Compose(RandomInpainting(SH, seed=0), Destriping(SH, period=3, width=1)),
+    "compose-mask-destriping": lambda: Compose(
+        RandomInpainting(SH, seed=0), Destriping(SH, period=3, width=1)
+    ),
     "compose-motion-mask": lambda: Compose(MotionBlur(SH, 3, 0.5, seed=5), BoxInpainting(SH, box=3)),
 }
 
@@ -93,7 +97,7 @@ def _batch(op: LinearOperator) -> int:
 
 
 def dense(op: LinearOperator, b: int, *, adjoint: bool = False) -> torch.Tensor:
-    """The matrix of ``op`` (``[m, n]``) or of ``op.adjoint`` (``[n, m]``) on sample ``b``, column by column."""
+    """The matrix of ``op`` (``[m, n]``) or of ``op.adjoint`` (``[n, m]``) on sample ``b``, by columns."""
     shape, f = (op.out_shape, op.adjoint) if adjoint else (op.in_shape, op.forward)
     n, nb = int(np.prod(shape)), _batch(op)
     cols = []

@@ -8,7 +8,8 @@ implement :meth:`forward` and :meth:`adjoint`; everything else has a generic def
   ``range(A)``, e.g. a noisy measurement of a rank-deficient ``A``), by CGLS (:func:`cgls`); families
   with a closed form override it.
 * ``glue(x, y, "adjoint") = A^T y + (I - A^T A) x``  (PSLD's gluing target; a projection iff ``A A^T = I``)
-* ``glue(x, y, "pinv")    = x + A^+ (y - A x)``     (the orthogonal projection onto ``{A x = y}``)
+* ``glue(x, y, "pinv")    = x + A^+ (y - A x)``     (the orthogonal projection onto the least-squares set
+  ``{x: A^T A x = A^T y}``, which is ``{A x = y}`` when ``y`` is in ``range(A)``)
 
 Operators are immutable: their tensors are created at construction and cast to the input's device and
 dtype on each call (see :meth:`_like`). Randomness is drawn once, at construction, from a seed or a

@@ -362,9 +362,15 @@ def test_pinv_meets_its_bound_or_warns(case, data):
 @given(data=st.data())
 def test_glue(case, data):
     op = case.build(data)
-    x, _, x0 = _draw(data, op)
+    x, y, x0 = _draw(data, op)
     for mode in ("adjoint", "pinv"):
         torch.testing.assert_close(op.glue(x, op(x), mode), x, rtol=0, atol=0)
+    # random y, checked through forward only: <glue(x, y) - x, v> = <y - A x, A v> for every v (the dense
+    # A^T y + (I - A^T A) x, for every family, is in tests/test_operators_dense.py)
+    v = torch.randn(x.shape, generator=torch.Generator().manual_seed(_seed(data)), dtype=x.dtype)
+    lhs = ((op.glue(x, y, "adjoint") - x) * v).flatten(1).sum(1)
+    rhs = ((y - op(x)) * op(v)).flatten(1).sum(1)
+    assert bool(((lhs - rhs).abs() <= 1e-10 * _norms(y - op(x)) * _norms(op(v)) + 1e-12).all())
     if op.rows_orthonormal:
         y = op(x0)
         torch.testing.assert_close(op(op.glue(x, y, "adjoint")), y, rtol=1e-12, atol=1e-12)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -51,6 +52,29 @@ def make_alphas_cumprod(kind: str = "linear", num_train_timesteps: int = 1000, *
     raise ValueError(f"schedule kind must be 'linear' or 'scaled_linear', got {kind!r}")
 
 
+def _timesteps(T: int, n: int, spacing: str, offset: int) -> np.ndarray:
+    """diffusers' ``DDIMScheduler.set_timesteps`` (descending int64), in the same NumPy float arithmetic.
+
+    * ``"leading"``: ``i * (T // n) + offset``;
+    * ``"trailing"``: ``round(T - i * T/n) - 1`` with ``T - i * T/n`` from ``np.arange(T, 0, -T/n)``;
+    * ``"linspace"``: ``round(np.linspace(0, T - 1, n))``.
+
+    The rounding is half to even on NumPy's float values, so ties such as ``937.5`` resolve exactly as in
+    diffusers (``torch.arange``/``torch.linspace`` produce other float values and once disagreed). Where
+    float error makes ``np.arange`` one element longer (e.g. ``T = 1000, n = 61``), diffusers returns
+    ``n + 1`` timesteps ending in ``-1``, an invalid timestep; here the first ``n`` are kept.
+    """
+    if spacing == "leading":
+        ts = np.arange(n, dtype=np.int64)[::-1] * (T // n) + offset
+    elif spacing == "trailing":
+        ts = np.round(np.arange(T, 0, -T / n))[:n].astype(np.int64) - 1
+    elif spacing == "linspace":
+        ts = np.linspace(0, T - 1, n).round()[::-1].astype(np.int64)
+    else:
+        raise ValueError(f"timestep_spacing must be 'leading', 'trailing' or 'linspace', got {spacing!r}")
+    return np.ascontiguousarray(ts)
+
+
 @dataclass(frozen=True)
 class DDIMSchedule:
     """The timesteps and ``abar`` pairs of a DDIM run (diffusers ``DDIMScheduler.set_timesteps``).
@@ -77,18 +101,7 @@ class DDIMSchedule:
         T = ac.numel()
         if not isinstance(num_steps, int) or not 1 <= num_steps <= T:
             raise ValueError(f"num_steps must be an int in [1, {T}], got {num_steps!r}")
-        if timestep_spacing == "leading":
-            ratio = T // num_steps
-            ts = torch.arange(num_steps, dtype=torch.long).flip(0) * ratio + steps_offset
-        elif timestep_spacing == "trailing":
-            ratio = T / num_steps
-            ts = torch.arange(T, 0, -ratio, dtype=torch.float64).round().long() - 1
-        elif timestep_spacing == "linspace":
-            ts = torch.linspace(0, T - 1, num_steps, dtype=torch.float64).round().long().flip(0)
-        else:
-            raise ValueError(
-                f"timestep_spacing must be 'leading', 'trailing' or 'linspace', got {timestep_spacing!r}"
-            )
+        ts = torch.from_numpy(_timesteps(T, num_steps, timestep_spacing, steps_offset))
         if int(ts.max()) >= T or int(ts.min()) < 0:
             raise ValueError(f"steps_offset={steps_offset} puts timesteps outside [0, {T - 1}]")
         # diffusers: prev_timestep = t - T // num_steps, whatever the spacing

@@ -8,6 +8,7 @@ differentiability. Shapes are drawn by hypothesis with odd sizes (e.g. 37 x 31);
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from psld.operators import (
     MatrixOperator,
     MotionBlur,
     OfficialTranspose,
+    PinvNotConvergedWarning,
     RandomInpainting,
     SuperResolution,
     bicubic_matrix,
@@ -88,8 +90,8 @@ def _matrix(data, g: torch.Generator, batch: int | None) -> torch.Tensor:
 class Case:
     name: str
     build: Callable
-    #: relative tolerance of ``A A^+ A x = A x``; loose only where pinv is CG on an ill-conditioned blur
-    pinv_tol: float = 1e-8
+    #: pinv is CGLS on a random motion kernel, which may be too ill-conditioned to converge in max_iter
+    may_stall: bool = False
 
     def __repr__(self) -> str:
         return self.name
@@ -212,11 +214,11 @@ CASES = [
     Case("denoising", lambda data: Denoising(_image(data))),
     Case("gaussian-reflect", _gaussian("reflect")),
     Case("gaussian-circular", _gaussian("circular")),
-    # pinv of a non-separable reflect blur is CG, which cannot resolve an ill-conditioned random motion
-    # kernel to 1e-8 in 500 steps; only progress is checked there (the CG path itself is held to 1e-8 by
-    # the well-conditioned "custom-reflect" and "compose" cases).
-    Case("motion-reflect", _motion("reflect"), pinv_tol=0.3),
-    Case("motion-reflect-fft", _motion("reflect", "fft"), pinv_tol=0.3),
+    # pinv of a non-separable reflect blur is CGLS, which may not resolve an ill-conditioned random motion
+    # kernel in 500 steps; it must then warn (test_pinv_meets_its_bound_or_warns). The CGLS path is held to
+    # its bound without a warning by the well-conditioned "custom-reflect" and "compose" cases.
+    Case("motion-reflect", _motion("reflect"), may_stall=True),
+    Case("motion-reflect-fft", _motion("reflect", "fft"), may_stall=True),
     Case("motion-circular", _motion("circular")),
     Case("custom-reflect", _custom("reflect")),
     Case("custom-circular", _custom("circular")),
@@ -291,24 +293,84 @@ def test_adjoint_and_gram(case, data):
     assert op.adjoint(y).shape == x.shape
 
 
+#: Stated bounds of ``p = pinv(y)`` for every y. CGLS (base class): its stopping rule, ``||A^T r|| <= 1e-12
+#: ||A^T y||`` on the recursive residual, so ``CGLS_BOUND`` on the recomputed one. Closed forms: the cut-off
+#: ``rtol = 1e-10`` leaves ``||A^T r|| <= rtol ||A|| ||y||``, plus the round-off of components amplified by
+#: up to ``1/rtol``, ``~ eps/rtol = 2.2e-6``: ``PINV_BOUND ||A|| ||y||`` covers both (CG diverged to 1e17).
+CGLS_BOUND = 1e-10
+PINV_BOUND = 1e-5
+
+
+def _uses_cgls(op: LinearOperator) -> bool:
+    if isinstance(op, Convolution):
+        return op._svd is None and op._spectrum is None
+    return type(op).pinv is LinearOperator.pinv
+
+
+def _s_max(op: LinearOperator, like: torch.Tensor) -> float:
+    """``||A||`` by power iteration on ``A^T A`` (a batch shaped like ``like``: batched operators too)."""
+    v = torch.randn(like.shape, generator=torch.Generator().manual_seed(0), dtype=like.dtype)
+    lam = 0.0
+    for _ in range(60):
+        w = op.gram(v / _norms(v).clamp_min(1e-300).reshape(-1, *[1] * (v.dim() - 1)))
+        lam, v = float(_norms(w).max()), w
+    return lam**0.5
+
+
+def _pinv_checked(case: Case, op: LinearOperator, y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """``(op.pinv(y), stalled)``; only ``may_stall`` cases may warn, and a warning must be justified."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = op.pinv(y)
+    stalled = any(issubclass(w.category, PinvNotConvergedWarning) for w in caught)
+    assert case.may_stall or not stalled, f"{case.name}: pinv did not converge"
+    assert torch.isfinite(p).all()
+    ratio = _norms(op.adjoint(y - op(p))) / _norms(op.adjoint(y)).clamp_min(1e-300)
+    if stalled:  # the warning is honest: the normal-equation residual really is above 1e-12
+        assert float(ratio.max()) > 1e-12
+    elif _uses_cgls(op):
+        assert float(ratio.max()) <= CGLS_BOUND, float(ratio.max())
+    return p, stalled
+
+
 @parametrize_cases
 @given(data=st.data())
-def test_pinv_on_range(case, data):
+def test_pinv_meets_its_bound_or_warns(case, data):
+    """Noisy y (not in range(A)) and y in range(A): ``||A^T (y - A A^+ y)|| <= 1e-5 ||A|| ||y||``."""
     op = case.build(data)
-    x, _, x0 = _draw(data, op)
-    ax = op(x)
-    _close_rel(op(op.pinv(ax)), ax, case.pinv_tol)
-    y = op(x0)  # y in range(A): the "pinv" glue satisfies the measurement
-    _close_rel(op(op.glue(x, y, "pinv")), y, case.pinv_tol)
+    x, noise, x0 = _draw(data, op)
+    s_max = _s_max(op, x)
+    for y in (op(x) + noise, noise, op(x)):
+        p, stalled = _pinv_checked(case, op, y)
+        if not stalled:
+            normal = _norms(op.adjoint(y - op(p)))
+            assert bool((normal <= PINV_BOUND * s_max * _norms(y)).all()), float(normal.max())
+    if not case.may_stall:  # on range(A): A A^+ A x = A x (ill-conditioned motion blurs: the bound above)
+        _close_rel(op(p), y, 1e-8)
+    y = op(x0) + noise  # noisy: the "pinv" glue stays finite and is least squares for y
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        g = op.glue(x, y, "pinv")
+    stalled = any(issubclass(w.category, PinvNotConvergedWarning) for w in caught)
+    assert torch.isfinite(g).all() and (case.may_stall or not stalled)
+    if not stalled:
+        normal = _norms(op.adjoint(y - op(g)))
+        assert bool((normal <= PINV_BOUND * s_max * _norms(y - op(x))).all()), float(normal.max())
 
 
 @parametrize_cases
 @given(data=st.data())
 def test_glue(case, data):
     op = case.build(data)
-    x, _, x0 = _draw(data, op)
+    x, y, x0 = _draw(data, op)
     for mode in ("adjoint", "pinv"):
         torch.testing.assert_close(op.glue(x, op(x), mode), x, rtol=0, atol=0)
+    # random y, checked through forward only: <glue(x, y) - x, v> = <y - A x, A v> for every v (the dense
+    # A^T y + (I - A^T A) x, for every family, is in tests/test_operators_dense.py)
+    v = torch.randn(x.shape, generator=torch.Generator().manual_seed(_seed(data)), dtype=x.dtype)
+    lhs = ((op.glue(x, y, "adjoint") - x) * v).flatten(1).sum(1)
+    rhs = ((y - op(x)) * op(v)).flatten(1).sum(1)
+    assert bool(((lhs - rhs).abs() <= 1e-10 * _norms(y - op(x)) * _norms(op(v)) + 1e-12).all())
     if op.rows_orthonormal:
         y = op(x0)
         torch.testing.assert_close(op(op.glue(x, y, "adjoint")), y, rtol=1e-12, atol=1e-12)
@@ -341,7 +403,7 @@ def test_batch_equals_singles(case, data):
         s = _single(op, i)
         torch.testing.assert_close(fx[i : i + 1], s(x[i : i + 1]), rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(ay[i : i + 1], s.adjoint(y[i : i + 1]), rtol=1e-12, atol=1e-12)
-        if case.pinv_tol <= 1e-8:  # CG stops per sample, so only closed forms are bit-comparable
+        if not case.may_stall:  # CGLS freezes each sample at its own stop, so singles agree
             pi = s.pinv(s(x[i : i + 1]))
             torch.testing.assert_close(py[i : i + 1], pi, rtol=1e-7, atol=1e-7 * float(pi.norm()) + 1e-12)
 
@@ -671,7 +733,8 @@ def test_sr_factor_one_is_identity_and_upsample_nearest():
     for mode in ("bicubic", "average"):
         op = SuperResolution((2, 7, 5), 1, mode)
         x = torch.randn(1, 2, 7, 5, dtype=F64)
-        torch.testing.assert_close(op(x), x) and op.rows_orthonormal
+        torch.testing.assert_close(op(x), x)
+        assert op.rows_orthonormal
     y = torch.randn(2, 3, 4, 5)
     assert torch.equal(upsample_nearest(y, 3), F.interpolate(y, scale_factor=3, mode="nearest"))
 

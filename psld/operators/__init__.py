@@ -1,6 +1,6 @@
 """Measurement operators: one family per file, all following :class:`LinearOperator`."""
 
-from psld.operators.base import LinearOperator, as_generator, cg_solve
+from psld.operators.base import LinearOperator, PinvNotConvergedWarning, as_generator, cgls
 from psld.operators.blur import (
     Blur,
     Convolution,
@@ -18,7 +18,8 @@ from psld.operators.resize import SuperResolution, bicubic_matrix, upsample_near
 
 __all__ = [
     "LinearOperator",
-    "cg_solve",
+    "cgls",
+    "PinvNotConvergedWarning",
     "as_generator",
     "MaskOperator",
     "RandomInpainting",

@@ -4,10 +4,12 @@ An operator ``A`` maps a batch ``x`` of shape ``[B, *in_shape]`` to ``[B, *out_s
 implement :meth:`forward` and :meth:`adjoint`; everything else has a generic definition:
 
 * ``gram(x)  = A^T A x``
-* ``pinv(y)  = A^+ y``, by conjugate gradients on ``A A^T u = y`` then ``A^T u`` (the minimum-norm
-  least-squares solution for ``y`` in ``range(A)``); families with a closed form override it.
+* ``pinv(y)  = A^+ y``, the minimum-norm least-squares solution for ANY ``y`` (also ``y`` outside
+  ``range(A)``, e.g. a noisy measurement of a rank-deficient ``A``), by CGLS (:func:`cgls`); families
+  with a closed form override it.
 * ``glue(x, y, "adjoint") = A^T y + (I - A^T A) x``  (PSLD's gluing target; a projection iff ``A A^T = I``)
-* ``glue(x, y, "pinv")    = x + A^+ (y - A x)``     (the orthogonal projection onto ``{A x = y}``)
+* ``glue(x, y, "pinv")    = x + A^+ (y - A x)``     (the orthogonal projection onto the least-squares set
+  ``{x: A^T A x = A^T y}``, which is ``{A x = y}`` when ``y`` is in ``range(A)``)
 
 Operators are immutable: their tensors are created at construction and cast to the input's device and
 dtype on each call (see :meth:`_like`). Randomness is drawn once, at construction, from a seed or a
@@ -16,7 +18,9 @@ dtype on each call (see :meth:`_like`). Randomness is drawn once, at constructio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -103,12 +107,23 @@ class LinearOperator:
         return self.adjoint(self.forward(x))
 
     def pinv(self, y: Tensor, *, tol: float | None = None, max_iter: int = 500) -> Tensor:
-        """``A^+ y`` by conjugate gradients on ``(A A^T) u = y`` (per sample), returning ``A^T u``."""
+        """``A^+ y`` by CGLS (conjugate gradients on the normal equations ``A^T A x = A^T y``, from 0).
+
+        Stops, per sample, once ``||A^T (y - A x)|| <= tol * ||A^T y||`` (default ``tol``: 1e-12 in
+        float64, 1e-6 otherwise) or after ``max_iter`` iterations, warning (``PinvNotConvergedWarning``)
+        when some sample did not meet ``tol``. See :func:`cgls` for the error bound.
+        """
         self.check_output(y)
-        if tol is None:
-            tol = 1e-12 if y.dtype == torch.float64 else 1e-6
-        u = cg_solve(lambda v: self.forward(self.adjoint(v)), y, tol=tol, max_iter=max_iter)
-        return self.adjoint(u)
+        x, ratio = cgls(self.forward, self.adjoint, y, tol=tol, max_iter=max_iter)
+        if not bool((ratio <= _resolve_tol(tol, y.dtype)).all()):
+            warnings.warn(
+                f"{type(self).__name__}.pinv: CGLS stopped after max_iter={max_iter} iterations with "
+                f"||A^T(y - A x)|| / ||A^T y|| up to {float(ratio.max()):.2g} (tol "
+                f"{_resolve_tol(tol, y.dtype):.2g}); the result is a regularised approximation of A^+ y",
+                PinvNotConvergedWarning,
+                stacklevel=2,
+            )
+        return x
 
     def glue(self, x: Tensor, y: Tensor, mode: GlueMode = "adjoint") -> Tensor:
         """PSLD's gluing image: ``A^T y + (I - A^T A) x`` ("adjoint") or ``x + A^+(y - A x)`` ("pinv")."""
@@ -166,32 +181,68 @@ def _check_batch(name: str, t: Tensor, shape: tuple[int, ...], owner: str) -> No
         )
 
 
-def cg_solve(apply, b: Tensor, *, tol: float, max_iter: int) -> Tensor:
-    """Solve ``apply(u) = b`` for a symmetric positive semi-definite ``apply``, per batch sample.
+class PinvNotConvergedWarning(RuntimeWarning):
+    """CGLS reached ``max_iter`` before the normal-equation residual met ``tol`` (see :func:`cgls`)."""
 
-    Stops when every sample's residual is below ``tol * ||b||``. Components of ``b`` outside the
-    range of ``apply`` are left unresolved (minimum-norm behaviour of CG started at zero).
+
+def _resolve_tol(tol: float | None, dtype: torch.dtype) -> float:
+    if tol is None:
+        return 1e-12 if dtype == torch.float64 else 1e-6
+    tol = float(tol)
+    if not (tol >= 0 and math.isfinite(tol)):
+        raise ValueError(f"tol must be finite and >= 0, got {tol!r}")
+    return tol
+
+
+def cgls(
+    forward: Callable[[Tensor], Tensor],
+    adjoint: Callable[[Tensor], Tensor],
+    y: Tensor,
+    *,
+    tol: float | None = None,
+    max_iter: int = 500,
+) -> tuple[Tensor, Tensor]:
+    """Minimum-norm least squares ``x = A^+ y`` by CGLS, per batch sample; returns ``(x, ratio)``.
+
+    CGLS is conjugate gradients on ``A^T A x = A^T y`` started at ``x = 0``, written with ``A`` and
+    ``A^T`` only. Its iterates stay in the Krylov space of ``A^T y`` inside ``range(A^T)``, so the limit is
+    the least-squares solution of minimum norm, for every ``y`` (CG on ``A A^T u = y`` diverges when
+    ``y`` has a component outside ``range(A)`` and ``A`` is rank deficient). A sample stops (is frozen)
+    once ``ratio = ||A^T (y - A x)|| / ||A^T y|| <= tol`` (default 1e-12 in float64, 1e-6 otherwise);
+    ``ratio`` is returned per sample (0 when ``A^T y = 0``, where ``x = 0``). Since ``x - A^+ y`` lies in
+    ``range(A^T)`` and ``A^T A (x - A^+ y) = -A^T r``: ``||x - A^+ y|| <= ratio ||A^T y|| / s_min^2``,
+    with ``s_min`` the smallest non-zero singular value of ``A``.
     """
-    dims = tuple(range(1, b.dim()))
+    tol = _resolve_tol(tol, y.dtype)
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+        raise ValueError(f"max_iter must be an int >= 0, got {max_iter!r}")
+    tiny = torch.finfo(y.dtype).tiny
 
-    def dot(a: Tensor, c: Tensor) -> Tensor:
-        return (a * c).sum(dim=dims, keepdim=True)
+    def sq(t: Tensor) -> Tensor:  # per-sample squared norm, shape [B]
+        return (t * t).flatten(1).sum(1)
 
-    u = torch.zeros_like(b)
-    r = b.clone()
-    p = r.clone()
-    rs = dot(r, r)
-    b_norm = dot(b, b).sqrt().clamp_min(torch.finfo(b.dtype).tiny)
+    def bc(v: Tensor, t: Tensor) -> Tensor:  # broadcast a [B] vector against t
+        return v.reshape(-1, *([1] * (t.dim() - 1)))
+
+    r = y.clone()
+    s = adjoint(r)
+    x = torch.zeros_like(s)
+    p = s.clone()
+    gamma = sq(s)
+    b = gamma.sqrt()  # ||A^T y||
     for _ in range(max_iter):
-        if bool((rs.sqrt() <= tol * b_norm).all()):
+        active = gamma.sqrt() > tol * b
+        if not bool(active.any()):
             break
-        ap = apply(p)
-        denom = dot(p, ap)
-        alpha = torch.where(denom > 0, rs / denom.clamp_min(torch.finfo(b.dtype).tiny), torch.zeros_like(rs))
-        u = u + alpha * p
-        r = r - alpha * ap
-        rs_new = dot(r, r)
-        beta = torch.where(rs > 0, rs_new / rs.clamp_min(torch.finfo(b.dtype).tiny), torch.zeros_like(rs))
-        p = r + beta * p
-        rs = rs_new
-    return u
+        q = forward(p)
+        qq = sq(q)
+        alpha = torch.where(active & (qq > 0), gamma / qq.clamp_min(tiny), torch.zeros_like(gamma))
+        x = x + bc(alpha, x) * p
+        r = r - bc(alpha, r) * q
+        s = adjoint(r)
+        gamma_new = torch.where(active, sq(s), gamma)
+        beta = gamma_new / gamma.clamp_min(tiny)
+        p = torch.where(bc(active, p), s + bc(beta, p) * p, p)
+        gamma = gamma_new
+    ratio = torch.where(b > 0, gamma.sqrt() / b.clamp_min(tiny), torch.zeros_like(b))
+    return x, ratio

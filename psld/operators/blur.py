@@ -28,9 +28,11 @@ the exact pseudo-inverse whenever no singular value falls below the cut-off, and
   the two 1-D SVDs (computed once, float64) and ``A^+ y = V_h [(U_h^T y U_w) / (s_h s_w^T)] V_w^T``;
 * other kernels with ``"circular"``: the DFT diagonalises ``A`` (singular values ``|K(w)|``), so
   ``A^+ y = F^{-1}[Y / K]`` on the retained frequencies;
-* other kernels with ``"reflect"``: conjugate gradients on ``A A^T`` (the base class). CG converges
-  slowly when the blur is ill-conditioned (random motion kernels usually are): there, ``pinv`` returns the
-  CG iterate after ``max_iter`` steps, an implicitly regularised inverse rather than ``A^+``.
+* other kernels with ``"reflect"``: CGLS on the normal equations (the base class, no cut-off; ``tol`` is
+  then the stopping tolerance on ``||A^T (y - A x)|| / ||A^T y||``). CGLS converges slowly when the blur
+  is ill-conditioned (random motion kernels often are): if ``max_iter`` steps do not reach ``tol``,
+  ``pinv`` warns (``PinvNotConvergedWarning``) and returns the iterate, an implicitly regularised
+  inverse rather than ``A^+``.
 """
 
 from __future__ import annotations
@@ -249,7 +251,7 @@ class Convolution(LinearOperator):
         raise ValueError("singular_values is available only for separable kernels or boundary='circular'")
 
     def pinv(self, y: Tensor, *, tol: float | None = None, max_iter: int = 500) -> Tensor:
-        """``A^+ y``: singular values below ``tol * s_max`` cut off (closed forms), or CG (see module)."""
+        """``A^+ y``: singular values below ``tol * s_max`` cut off (closed forms), or CGLS (see module)."""
         if self._svd is None and self._spectrum is None:
             return super().pinv(y, tol=tol, max_iter=max_iter)
         self.check_output(y)

@@ -88,8 +88,8 @@ class Compose(LinearOperator):
     """The composition that applies ``ops`` in order: ``Compose(A1, A2)(x) = A2(A1(x))``.
 
     Shapes must chain (``ops[i].out_shape == ops[i + 1].in_shape``). The adjoint applies the adjoints in
-    reverse order; ``pinv`` is conjugate gradients (the base class). The composition has orthonormal rows
-    when every factor has. The factors are ``.ops``.
+    reverse order; ``pinv`` is CGLS (the base class: minimum-norm least squares for any ``y``). The
+    composition has orthonormal rows when every factor has. The factors are ``.ops``.
     """
 
     def __init__(self, *ops: LinearOperator):

@@ -17,6 +17,7 @@ FIGURES: dict[str, str] = {
     "critical_step": "§9.2 critical step against d",
     "phase_transition": "§9.4 recovery phase transition against l/k",
     "off_manifold": "§9.8 off-manifold energy of pixel samples against d",
+    "unsquared_loss": "T11 residual floor of the unsquared loss against the step, several omega",
 }
 
 

@@ -65,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-t", "--task", required=True, help="task name (see `psld tasks`)")
     r.add_argument("--model", required=True, help="diffusers model folder or hub id")
     r.add_argument("--mask", help="mask image for inpainting (white = observed pixel)")
-    r.add_argument("--kernel", help="blur kernel as a .npy array (deblurring)")
+    r.add_argument("--kernel", help="blur kernel as a .npy array (deblurring), applied as a true convolution")
+    r.add_argument(
+        "--kernel-correlate",
+        action="store_true",
+        help="apply --kernel as a correlation (conv2d, the official code's convention) instead",
+    )
     r.add_argument("--simulate", action="store_true", help="INPUT is clean: simulate the measurement first")
     r.add_argument("-o", "--out", default="psld-out", help="output folder (default: psld-out/)")
     r.add_argument("--steps", type=_positive_int, help="number of DDIM steps (default: task preset)")
@@ -179,6 +184,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         model=model,
         mask=mask,
         kernel=kernel,
+        kernel_correlate=args.kernel_correlate,
         simulate=args.simulate,
         prompt=args.prompt,
         num_inference_steps=args.steps,

@@ -20,12 +20,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import torch
+
 METHODS = ("psld", "gml", "ldps", "dps")
 LOSSES = ("norm", "squared")
 GLUES = ("adjoint", "pinv", "official")
 ENCODES = ("mode", "sample")
 GRAD_WRT = ("zt", "z0")
-SPACINGS = ("leading", "trailing", "linspace")
+SPACINGS = ("leading", "trailing", "linspace", "official")
+#: training timesteps of both official model families (SD v1.5 and the FFHQ LDM)
+OFFICIAL_T = 1000
 
 #: (omega, gamma) of the official launchers (docs/official.md §4), per model family and task.
 OFFICIAL_WEIGHTS: dict[str, dict[str, tuple[float, float]]] = {
@@ -86,6 +90,8 @@ class PSLDConfig:
     prediction_sigma: float = 0.05
     #: "zt": back-propagate through the prior (PSLD/DPS); "z0": gradient w.r.t. z0_hat only (cheap).
     grad_wrt: str = "zt"
+    #: diffusers' "leading"/"trailing"/"linspace", or "official": the official code's rule for any step
+    #: count (:func:`psld.schedule.official_ddim_schedule`; ignores steps_offset and set_alpha_to_one)
     timestep_spacing: str = "leading"
     steps_offset: int = 0
     set_alpha_to_one: bool = True
@@ -129,9 +135,14 @@ class PSLDConfig:
         """The settings of the official run script for ``task`` (docs/official.md §9).
 
         Unsquared whole-residual norms, DDIM eta 0, fresh N(0, 0.05^2) noise on the predicted
-        measurement, a sampled KL encoding, the official pseudo-transpose in the glue, final
-        ``abar_prev = abar[0]``, and the timestep indexing of the official code: at 1000 steps the model
-        sees ``t + 1``; at fewer steps the timesteps are ``range(0, 1000, c) + 1``.
+        measurement, a sampled KL encoding and the official pseudo-transpose in the glue.
+
+        Timesteps (``timestep_spacing="official"``, :func:`psld.schedule.official_ddim_schedule`): with
+        ``c = 1000 // num_steps`` the model sees ``range(0, 1000, c) + 1`` (``ceil(1000 / c)`` steps, so
+        ``num_steps=30`` runs 31 steps from ``t = 991`` and every ``num_steps`` in 501..1000 runs 1000),
+        ``abar`` is taken at those timesteps (at ``t - 1`` when ``c`` is 1 or 1000, the official patch) and
+        ``abar_prev`` after the last step is ``abar[0]``. ``num_steps`` values for which the official code
+        crashes (``c`` divides 999, e.g. 300) raise ``ValueError``.
         """
         _choice("model", model, tuple(OFFICIAL_WEIGHTS))
         weights = OFFICIAL_WEIGHTS[model]
@@ -140,8 +151,10 @@ class PSLDConfig:
                 f"task {task!r} has no official {model} run script; official presets exist for "
                 f"{', '.join(sorted(weights))} (use PSLDConfig.preset for the others)"
             )
+        from psld.schedule import official_ddim_schedule
+
+        official_ddim_schedule(torch.ones(OFFICIAL_T), num_steps)  # the official code's own failures
         omega, gamma = weights[task]
-        full = num_steps == 1000
         return cls(
             method="psld",
             num_steps=num_steps,
@@ -154,10 +167,10 @@ class PSLDConfig:
             noisy_prediction=True,
             prediction_sigma=0.05,
             grad_wrt="zt",
-            timestep_spacing="leading",
-            steps_offset=0 if full else 1,
+            timestep_spacing="official",
+            steps_offset=0,
             set_alpha_to_one=False,
-            model_t_offset=1 if full else 0,
+            model_t_offset=0,
         )
 
     @classmethod

@@ -27,7 +27,7 @@ from psld.config import PSLDConfig
 from psld.operators.base import LinearOperator
 from psld.protocols import Decoder, Encoder, Identity, LatentPrior
 from psld.random import randn_like_batch
-from psld.schedule import DDIMSchedule, ddim_sigma, ddim_step, predict_z0
+from psld.schedule import DDIMSchedule, ddim_sigma, ddim_step, official_ddim_schedule, predict_z0
 
 Generator = torch.Generator | list[torch.Generator] | None
 Callback = Callable[[int, int, dict], dict | None]
@@ -38,8 +38,10 @@ class SampleOutput:
     """Result of :func:`sample`.
 
     ``x``: decoded final sample ``D(z)``; ``z``: final latent; ``losses``: per-step, per-sample
-    ``"measurement"`` and ``"glue"`` values, each ``[num_steps, B]`` (the glue row is zero when the
-    method has no gluing term); ``timesteps``: the model timesteps that were visited.
+    ``"measurement"`` and ``"glue"`` values, each ``[len(timesteps), B]`` (``num_steps`` rows except for
+    the official spacing; the glue row is zero when the
+    method has no gluing term); ``timesteps``: the schedule's timesteps (``abar`` indices) that were
+    visited; the prior saw :func:`schedule_for`'s timesteps plus ``config.model_t_offset``.
     """
 
     x: Tensor
@@ -137,6 +139,24 @@ def _latent_shape(encoder: Encoder, operator: LinearOperator, y: Tensor, latent_
         return tuple(encoder(operator.adjoint(y)).shape[1:])
 
 
+def schedule_for(config: PSLDConfig, alphas_cumprod: Tensor) -> tuple[DDIMSchedule, Tensor]:
+    """The DDIM schedule of ``config`` and the timesteps the prior sees (before ``model_t_offset``).
+
+    diffusers spacings (:meth:`DDIMSchedule.create`): the prior sees ``schedule.timesteps``; the
+    ``"official"`` spacing: :func:`psld.schedule.official_ddim_schedule`.
+    """
+    if config.timestep_spacing == "official":
+        return official_ddim_schedule(alphas_cumprod, config.num_steps)
+    sched = DDIMSchedule.create(
+        alphas_cumprod,
+        config.num_steps,
+        timestep_spacing=config.timestep_spacing,
+        steps_offset=config.steps_offset,
+        set_alpha_to_one=config.set_alpha_to_one,
+    )
+    return sched, sched.timesteps
+
+
 def sample(
     prior: LatentPrior,
     encoder: Encoder | None,
@@ -165,13 +185,7 @@ def sample(
         encoder = decoder = Identity()
     elif encoder is None or decoder is None:
         raise ValueError(f"method {config.method!r} needs an encoder and a decoder")
-    sched = DDIMSchedule.create(
-        prior.alphas_cumprod,
-        config.num_steps,
-        timestep_spacing=config.timestep_spacing,
-        steps_offset=config.steps_offset,
-        set_alpha_to_one=config.set_alpha_to_one,
-    )
+    sched, seen = schedule_for(config, prior.alphas_cumprod)
     dtype = y.dtype if y.is_floating_point() else torch.float32
     if latents is None:
         shape = (batch, *_latent_shape(encoder, operator, y, latent_shape))
@@ -191,7 +205,7 @@ def sample(
         a, a_prev = float(sched.alpha[i]), float(sched.alpha_prev[i])
         with torch.set_grad_enabled(config.guided and config.grad_wrt == "zt"):
             z_in = z.detach().requires_grad_(config.guided and config.grad_wrt == "zt")
-            eps = prior.eps(z_in, t + config.model_t_offset)
+            eps = prior.eps(z_in, int(seen[i]) + config.model_t_offset)
             z0 = predict_z0(z_in, eps, a)
         sigma = ddim_sigma(a, a_prev, config.eta)
         noise = randn_like_batch(z.shape, generator, z.device, z.dtype) if sigma > 0 else None

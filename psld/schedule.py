@@ -123,3 +123,42 @@ def ddim_step(z0: Tensor, eps: Tensor, alpha_prev: float, sigma: float, noise: T
             raise ValueError("noise is required when sigma > 0")
         out = out + sigma * noise
     return out
+
+
+def official_ddim_schedule(alphas_cumprod: Tensor, num_steps: int) -> tuple[DDIMSchedule, Tensor]:
+    """The DDIM schedule of the official PSLD code for any step count, and the timesteps its model sees.
+
+    The official rule (CompVis ``make_ddim_timesteps`` "uniform" plus PSLD's patched
+    ``make_ddim_sampling_parameters``), with ``T = len(alphas_cumprod)`` and ``S = num_steps``::
+
+        c      = T // S
+        seen   = range(0, T, c) + 1                  the model's timesteps: ceil(T / c) steps, not S
+        index  = seen - 1  if seen[-1] == len(seen)  else seen       (the patch: only c = 1 or c = T)
+        alpha  = abar[index],   alpha_prev = [abar[0]] + abar[index[:-1]]
+
+    run from the largest timestep down. So at ``T = 1000``: ``S = 30`` runs 31 steps from ``t = 991``;
+    every ``S`` in 501..1000 runs 1000 steps with the model at ``t + 1``; ``S = 1`` is one step at
+    ``abar[0]``. Where ``index`` reaches ``T`` (``c`` divides ``T - 1``, e.g. ``S = 300``) the official code
+    fails with an index error, and so does this function (``ValueError``), as it does for ``S > T``.
+
+    Returns ``(schedule, seen)``: ``schedule.timesteps`` are the ``abar`` indices (descending) and
+    ``seen`` ``[len(schedule)]`` the model's timesteps.
+    """
+    ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64).detach().cpu()
+    T = ac.numel()
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= T:
+        raise ValueError(
+            f"num_steps must be an int in [1, {T}] for the official schedule (the official code has "
+            f"c = {T} // num_steps = 0 beyond), got {num_steps!r}"
+        )
+    c = T // num_steps
+    seen = torch.arange(0, T, c, dtype=torch.long) + 1
+    index = seen - 1 if int(seen[-1]) == seen.numel() else seen
+    if int(index[-1]) >= T:
+        raise ValueError(
+            f"num_steps={num_steps} crashes the official code: c = {T} // {num_steps} = {c} divides "
+            f"{T - 1}, so its last DDIM index is {int(index[-1])}, outside alphas_cumprod[0..{T - 1}]"
+        )
+    alpha = ac[index]
+    alpha_prev = torch.cat([ac[:1], ac[index[:-1]]])
+    return DDIMSchedule(index.flip(0), alpha.flip(0), alpha_prev.flip(0)), seen.flip(0)

@@ -126,7 +126,17 @@ class _Problem:
 
 
 def _build_task_problem(
-    task: Task, x01: Tensor, *, model, mask, kernel, simulate: bool, sigma_y: float, gens, sr_mode: str
+    task: Task,
+    x01: Tensor,
+    *,
+    model,
+    mask,
+    kernel,
+    simulate: bool,
+    sigma_y: float,
+    gens,
+    sr_mode: str,
+    kernel_correlate: bool = False,
 ) -> _Problem:
     from psld.noise import GaussianNoise
 
@@ -168,7 +178,14 @@ def _build_task_problem(
         pmask = pad_to_multiple(mm[:, None], mult)[:, 0]
         pmask = pmask[0] if mask.dim() == 2 else pmask
     shape = (3, hp, wp)
-    build = dict(family=model.family, mask=pmask, kernel=k, sr_mode=sr_mode, side=min(h, w))
+    build = dict(
+        family=model.family,
+        mask=pmask,
+        kernel=k,
+        sr_mode=sr_mode,
+        side=min(h, w),
+        kernel_correlate=kernel_correlate,
+    )
     if simulate and task.random and pmask is None and k is None and isinstance(gens, list):
         op = _stack_ops([task.build_operator(shape, seed=g, **build) for g in gens])
     else:
@@ -230,6 +247,7 @@ def solve(
     model: Any,
     mask: Any = None,
     kernel: Any = None,
+    kernel_correlate: bool = False,
     simulate: bool = False,
     prompt: str = "",
     num_inference_steps: int | None = None,
@@ -260,6 +278,9 @@ def solve(
     replace the result's (never ground truth). ``callback_on_step_end(i, t, kwargs)`` runs after each
     step with ``kwargs["latents"]`` (also ``"z0"``, ``"x0"``); returning a dict with ``"latents"``
     replaces them. ``output_type``: ``"pil"``, ``"np"`` (NHWC float in [0, 1]) or ``"pt"`` (NCHW).
+    ``kernel`` is applied as a true convolution; ``kernel_correlate=True`` applies it as a correlation,
+    the official code's ``conv2d`` convention (use it for a kernel array from the official code).
+    (The official code pastes the clean ground truth, which makes its inpainting PSNR optimistic.)
 
     See the module docstring for the real-use/simulation modes, the padding policy and randomness.
     """
@@ -308,6 +329,7 @@ def solve(
             sigma_y=sigma_y,
             gens=gens,
             sr_mode=sr_mode,
+            kernel_correlate=kernel_correlate,
         )
         pasteable = task.inpainting
     else:

@@ -30,3 +30,10 @@ def test_unknown_figure_is_rejected(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "invalid choice: 'bogus'" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_unsquared_loss_figure(tmp_path):
+    assert main(["--out", str(tmp_path), "--quick", "--only", "unsquared_loss"]) == 0
+    png = tmp_path / "unsquared_loss.png"
+    assert png.read_bytes()[:8] == PNG_SIGNATURE and png.stat().st_size > 10_000
+    assert (tmp_path / "unsquared_loss.pdf").read_bytes()[:5] == b"%PDF-"

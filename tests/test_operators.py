@@ -512,13 +512,37 @@ def test_gaussian_kernel_is_the_closed_form(k, sigma):
     assert abs(float(op.kernel.sum()) - 1) < 1e-12 and op.separable
 
 
+def _scipy_official_kernel(k: int, sigma: float) -> torch.Tensor:
+    delta = torch.zeros(k, k, dtype=F64)
+    delta[k // 2, k // 2] = 1
+    return torch.from_numpy(scipy.ndimage.gaussian_filter(delta.numpy(), sigma=sigma))
+
+
 def test_gaussian_truncate_matches_scipy_official_kernel():
-    """``truncate=4`` reproduces the official kernel: scipy.ndimage.gaussian_filter of a delta."""
-    delta = torch.zeros(61, 61, dtype=F64)
-    delta[30, 30] = 1
-    official = torch.from_numpy(scipy.ndimage.gaussian_filter(delta.numpy(), sigma=3.0))
-    op = GaussianBlur((1, 8, 8), 61, 3.0, truncate=4.0)
-    torch.testing.assert_close(op.kernel, official, rtol=1e-10, atol=1e-14)
+    """``truncate=4`` reproduces the official kernel exactly when the grid holds the 4-sigma radius
+    (``k >= 2 int(4 sigma + 0.5) + 1``), and differs from it otherwise (the official tails fold back)."""
+    for k, sigma in ((61, 3.0), (121, 3.0), (25, 3.0), (31, 1.5), (9, 0.9), (41, 5.0)):
+        op = GaussianBlur((1, 8, 8), k, sigma, truncate=4.0)
+        torch.testing.assert_close(op.kernel, _scipy_official_kernel(k, sigma), rtol=1e-10, atol=1e-14)
+    for k, sigma in ((9, 3.0), (23, 3.0), (25, 5.0), (3, 1.0)):
+        op = GaussianBlur((1, 8, 8), k, sigma, truncate=4.0)
+        official = _scipy_official_kernel(k, sigma)
+        assert float((op.kernel - official).abs().max() / official.max()) > 1e-4
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 9, 15, 23, 25, 31, 61, 121])
+@pytest.mark.parametrize("sigma", [0.1875, 0.75, 1.5, 3.0, 5.0, 12.0])
+def test_official_gaussian_kernel_is_scipy_gaussian_filter_of_a_delta(k, sigma):
+    """``official=True`` is the official kernel at every size, including grids smaller than the radius."""
+    op = GaussianBlur((1, 8, 8), k, sigma, official=True)
+    official = _scipy_official_kernel(k, sigma)
+    torch.testing.assert_close(op.kernel, official, rtol=0, atol=1e-15 * float(official.max()))
+    assert op.separable and abs(float(op.kernel.sum()) - 1) < 1e-12
+
+
+def test_official_gaussian_rejects_truncate():
+    with pytest.raises(ValueError, match="official=True"):
+        GaussianBlur((1, 8, 8), 9, 1.0, truncate=3.0, official=True)
 
 
 @pytest.mark.parametrize("boundary,mode", [("reflect", "mirror"), ("circular", "wrap")])

@@ -405,10 +405,10 @@ def test_official_preset_matches_run_scripts():
     c = PSLDConfig.official("inpaint-box")
     assert (c.omega, c.gamma, c.num_steps, c.eta) == (0.1, 1e-2, 1000, 0.0)
     assert c.loss == "norm" and c.noisy_prediction and c.prediction_sigma == 0.05 and c.encode == "sample"
-    assert c.glue == "official" and not c.set_alpha_to_one and c.model_t_offset == 1 and c.steps_offset == 0
+    # the timestep rule for every step count is tested against the official formulas in
+    # tests/test_official_schedule.py
+    assert c.glue == "official" and c.timestep_spacing == "official" and c.model_t_offset == 0
     assert PSLDConfig.official("sr4", model="ldm").omega == 0.9
-    short = PSLDConfig.official("sr4", num_steps=200)
-    assert short.steps_offset == 1 and short.model_t_offset == 0
     with pytest.raises(ValueError, match="no official"):
         PSLDConfig.official("destripe")
     with pytest.raises(ValueError, match="model"):

@@ -25,7 +25,7 @@ def _order(name: str) -> tuple[int, str]:
 def run_checks(level: str = "default", seed: int = 0, only=None, progress: bool = True) -> list[CheckResult]:
     """Run the selected checks and return their records (each timed)."""
     _load_checks()
-    # report order t1..t10, whatever order the modules registered in (some import each other)
+    # report order t1..t11, whatever order the modules registered in (some import each other)
     ordered = sorted(CHECKS, key=_order)
     names = ordered if not only else list(only)
     unknown = [n for n in names if n not in CHECKS]

@@ -13,7 +13,10 @@ Boundary models (``boundary=``):
 
 ``forward`` is a true convolution with the kernel centred at its middle tap: ``y[i, j] = sum_{u, v}
 k[c + u, c' + v] x[i - u, j - v]`` (PyTorch's ``conv2d`` is a correlation, so the stored weights are the
-flipped kernel). For symmetric kernels such as the Gaussian this equals the official correlation.
+flipped kernel). The official code correlates (``conv2d`` with the kernel as weights); ``correlate=True``
+does the same. For point-symmetric kernels such as the Gaussian the two agree; for a motion kernel taken
+from the official code, pass ``correlate=True`` (or the flipped array). :class:`MotionBlur` correlates by
+default, as the official operator does.
 
 ``pinv`` is the Moore-Penrose pseudo-inverse with singular values below ``rtol * s_max`` treated as zero
 (spectral cut-off; ``rtol`` is the ``tol`` argument, default 1e-10 in float64 and 1e-5 otherwise). It is
@@ -97,7 +100,12 @@ class Convolution(LinearOperator):
     is split the same way). ``boundary`` is ``"reflect"`` or ``"circular"`` and ``pinv`` is described in the
     module docstring. ``method`` picks ``"direct"`` (``conv2d``) or ``"fft"`` convolution for non-separable
     kernels; ``"auto"`` uses FFT above ``FFT_THRESHOLD`` taps. The kernel is ``.kernel`` (float64,
-    ``[kh, kw]``) and ``.separable`` says whether the separable path is used.
+    ``[kh, kw]``, as given) and ``.separable`` says whether the separable path is used.
+
+    ``correlate=False`` (default) applies ``kernel`` as a true convolution (module docstring);
+    ``correlate=True`` applies it as a correlation, ``y[i, j] = sum_{u, v} k[c + u, c' + v] x[i + u, j + v]``:
+    PyTorch's ``conv2d`` and the official code's convention, i.e. convolution with the flipped kernel. Use it
+    for a kernel array taken from the official code. ``.correlate`` records the choice.
     """
 
     def __init__(
@@ -107,6 +115,7 @@ class Convolution(LinearOperator):
         *,
         boundary: str = "reflect",
         method: str = "auto",
+        correlate: bool = False,
     ):
         shape = check_shape("in_shape", in_shape)
         if len(shape) != 3:
@@ -125,16 +134,23 @@ class Convolution(LinearOperator):
         else:
             k2 = _as_kernel(kernel)
             sep = _split_rank_one(k2)
+        if not isinstance(correlate, bool):
+            raise ValueError(f"correlate must be True or False, got {correlate!r}")
         super().__init__(shape, shape)
         _, h, w = shape
         kh, kw = k2.shape
         self.boundary = boundary
         self.kernel = k2
+        self.correlate = correlate
         self.separable = sep is not None
         self._pad = (kh // 2, kw // 2)
         self._idx_h = _pad_index(h, kh // 2, boundary)
         self._idx_w = _pad_index(w, kw // 2, boundary)
-        # conv2d correlates: store the flipped kernel so that forward is a true convolution.
+        # conv2d correlates: store the flipped kernel so that forward is a true convolution (or the
+        # kernel itself for correlate=True); k2 becomes the convolution kernel of the operator.
+        if correlate:
+            k2 = k2.flip(0, 1)
+            sep = None if sep is None else (sep[0].flip(0), sep[1].flip(0))
         self._weight = k2.flip(0, 1)
         self._sep_weight = None if sep is None else (sep[0].flip(0), sep[1].flip(0))
         use_fft = method == "fft" or (method == "auto" and kh * kw > FFT_THRESHOLD)
@@ -283,24 +299,33 @@ def _matrix_1d(n: int, weight: Tensor, idx: Tensor) -> Tensor:
 class Blur(Convolution):
     """Convolution with a user-given kernel (e.g. a measured point-spread function), used as given.
 
-    ``kernel`` must be 2-D with odd sizes, finite, with a non-negative sum; it is not normalised.
+    ``kernel`` must be 2-D with odd sizes, finite, with a non-negative sum; it is not normalised. It is
+    applied as a true convolution, or as a correlation (``conv2d``, the official code's convention) with
+    ``correlate=True``; the two differ for kernels that are not point-symmetric (motion blur).
     """
 
     def __init__(
-        self, in_shape: Sequence[int], kernel: Tensor, *, boundary: str = "reflect", method: str = "auto"
+        self,
+        in_shape: Sequence[int],
+        kernel: Tensor,
+        *,
+        boundary: str = "reflect",
+        method: str = "auto",
+        correlate: bool = False,
     ):
         k = _as_kernel(kernel)
         if float(k.sum()) < 0:
             raise ValueError(f"kernel must have a non-negative sum, got {float(k.sum()):.6g}")
-        super().__init__(in_shape, k, boundary=boundary, method=method)
+        super().__init__(in_shape, k, boundary=boundary, method=method, correlate=correlate)
 
 
 def gaussian_kernel_1d(kernel_size: int, sigma: float, truncate: float | None = None) -> Tensor:
     """Sampled Gaussian ``exp(-(i - c)^2 / (2 sigma^2))`` on ``kernel_size`` taps, normalised to sum 1.
 
     With ``truncate`` the taps farther than ``int(truncate * sigma + 0.5)`` from the centre are zeroed
-    before normalising (``scipy.ndimage.gaussian_filter``'s radius, which the official kernel uses with
-    ``truncate=4``).
+    before normalising. With ``truncate=4`` this is the official kernel only when ``kernel_size`` holds
+    the whole radius (``kernel_size >= 2 int(4 sigma + 0.5) + 1``); on smaller grids the official kernel
+    folds its tails back instead (:func:`official_gaussian_kernel_1d`).
     """
     c = kernel_size // 2
     i = torch.arange(kernel_size, dtype=torch.float64) - c
@@ -310,11 +335,36 @@ def gaussian_kernel_1d(kernel_size: int, sigma: float, truncate: float | None = 
     return g / g.sum()
 
 
+def official_gaussian_kernel_1d(kernel_size: int, sigma: float, truncate: float = 4.0) -> Tensor:
+    """One axis of the official Gaussian kernel: ``scipy.ndimage.gaussian_filter`` of a centred delta.
+
+    The official kernel is ``gaussian_filter(delta, sigma)`` on the ``kernel_size x kernel_size`` grid,
+    which is ``outer(f, f)`` with ``f`` this function: the normalised Gaussian of radius
+    ``r = int(truncate * sigma + 0.5)`` (scipy's default ``truncate=4``), correlated with the delta under
+    scipy's ``"reflect"`` boundary (``d c b a | a b c d | d c b a``). When the grid holds the radius
+    (``kernel_size >= 2r + 1``, e.g. 121 and 61 taps at sigma 3) ``f`` is the truncated Gaussian padded
+    with zeros; on a smaller grid the tails fold back onto the grid (by up to 0.3 of the peak at 9 taps,
+    sigma 3). Either way ``f`` sums to 1 (each tap lands on the centre exactly once per ``kernel_size``
+    window), and the official code uses it as it comes.
+    """
+    r = int(truncate * sigma + 0.5)
+    j = torch.arange(-r, r + 1, dtype=torch.float64)
+    w = torch.exp(-0.5 * j**2 / sigma**2)
+    w = w / w.sum()
+    n = kernel_size
+    pos = (torch.arange(n)[:, None] + torch.arange(-r, r + 1)[None, :]) % (2 * n)
+    pos = torch.where(pos >= n, 2 * n - 1 - pos, pos)  # half-sample reflection, repeated as needed
+    return (w[None, :] * (pos == n // 2)).sum(1)
+
+
 class GaussianBlur(Convolution):
     """Isotropic Gaussian blur, applied separably (two 1-D convolutions).
 
-    The 2-D kernel is ``outer(g, g)`` with ``g`` from :func:`gaussian_kernel_1d`, so it sums to 1.
-    Official settings: kernel 61, sigma 3.0 (LDM, 256 px); kernel 121, sigma 3.0 (SD, 512 px).
+    The 2-D kernel is ``outer(g, g)``: by default ``g`` from :func:`gaussian_kernel_1d` (sums to 1);
+    with ``official=True`` the official code's kernel, ``scipy.ndimage.gaussian_filter`` of a delta on
+    the grid (:func:`official_gaussian_kernel_1d`: truncated at 4 sigma, then whatever the grid holds).
+    Official settings: kernel 61, sigma 3.0 (LDM, 256 px); kernel 121, sigma 3.0 (SD, 512 px). The kernel
+    is symmetric, so convolution and the official correlation agree.
     """
 
     def __init__(
@@ -325,6 +375,7 @@ class GaussianBlur(Convolution):
         boundary: str = "reflect",
         *,
         truncate: float | None = None,
+        official: bool = False,
     ):
         kernel_size = _odd_size("kernel_size", kernel_size)
         try:
@@ -335,10 +386,16 @@ class GaussianBlur(Convolution):
             raise ValueError(f"sigma must be finite and > 0, got {sigma!r}")
         if truncate is not None and not (float(truncate) > 0):
             raise ValueError(f"truncate must be > 0 or None, got {truncate!r}")
-        g = gaussian_kernel_1d(kernel_size, sigma, truncate)
+        if official and truncate is not None:
+            raise ValueError("official=True fixes truncate at 4 (scipy's default); do not pass truncate")
+        if official:
+            g = official_gaussian_kernel_1d(kernel_size, sigma)
+        else:
+            g = gaussian_kernel_1d(kernel_size, sigma, truncate)
         super().__init__(in_shape, (g, g), boundary=boundary)
         self.sigma = sigma
         self.kernel_size = kernel_size
+        self.official = bool(official)
 
 
 def motion_kernel(kernel_size: int, intensity: float, seed: int | torch.Generator | None = 0) -> Tensor:
@@ -389,10 +446,14 @@ def motion_kernel(kernel_size: int, intensity: float, seed: int | torch.Generato
 
 
 class MotionBlur(Convolution):
-    """Blur with a seeded random motion kernel (see :func:`motion_kernel`); the kernel is ``.kernel``.
+    """Blur with a seeded random motion kernel; the drawn kernel is ``.kernel``.
 
-    The official code draws a new kernel per run from the ``motionblur`` package (kernel 61, intensity
-    0.5); this generator is ``psld``'s own, deterministic for a given ``seed``.
+    ``kind="official"`` (default) draws it with the official generator's algorithm and parameters
+    (:func:`psld.operators.motion.random_walk_motion_kernel`, the ``motionblur`` package's random walk), and
+    with ``correlate=True`` (default) applies it by correlation as the official operator does, so the
+    operators have the official distribution (official settings: kernel 61 LDM / 121 SD, intensity 0.5).
+    The same seed does not give the official code's kernel: the random streams differ.
+    ``kind="smooth"`` uses ``psld``'s own smooth-path generator (:func:`motion_kernel`).
     """
 
     def __init__(
@@ -404,8 +465,18 @@ class MotionBlur(Convolution):
         seed: int | torch.Generator | None = 0,
         boundary: str = "reflect",
         method: str = "auto",
+        kind: str = "official",
+        correlate: bool = True,
     ):
-        k = motion_kernel(kernel_size, intensity, seed)
-        super().__init__(in_shape, k, boundary=boundary, method=method)
+        if kind == "official":
+            from psld.operators.motion import random_walk_motion_kernel
+
+            k = random_walk_motion_kernel(_odd_size("kernel_size", kernel_size), intensity, seed)
+        elif kind == "smooth":
+            k = motion_kernel(kernel_size, intensity, seed)
+        else:
+            raise ValueError(f"kind must be 'official' or 'smooth', got {kind!r}")
+        super().__init__(in_shape, k, boundary=boundary, method=method, correlate=correlate)
         self.kernel_size = kernel_size
         self.intensity = float(intensity)
+        self.kind = kind

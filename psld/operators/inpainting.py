@@ -16,7 +16,7 @@ from torch import Tensor
 from psld.operators.base import LinearOperator, as_generator, check_shape
 
 _PROTOCOLS = ("per-image", "per-pixel")
-_PLACEMENTS = ("centre", "random")
+_PLACEMENTS = ("centre", "random", "official")
 
 
 def _image_shape(in_shape: Sequence[int], owner: str) -> tuple[int, int, int]:
@@ -195,8 +195,10 @@ class BoxInpainting(MaskOperator):
 
     ``box`` is the side (int) or ``(height, width)``. ``placement="centre"`` puts the top-left corner at
     ``((H - h) // 2, (W - w) // 2)``; ``"random"`` draws it uniformly with at least ``margin`` pixels between
-    the box and every image border (top in ``[margin, H - h - margin]``, inclusive). Official settings:
-    SD 256 box on 512 images, LDM 128 on 256, random, margin 16. ``batch`` works as in
+    the box and every image border (top in ``[margin, H - h - margin]``, inclusive); ``"official"`` draws it
+    as the official code does (numpy ``randint(margin, H - h - margin)``: the upper bound excluded, so top
+    in ``[margin, H - h - margin - 1]``). Official settings: SD 256 box on 512 images, LDM 128 on 256,
+    official placement, margin 16. ``batch`` works as in
     :class:`RandomInpainting`; the boxes' top-left corners are in ``.corners`` (``[batch, 2]`` int64).
     """
 
@@ -228,7 +230,8 @@ class BoxInpainting(MaskOperator):
             raise ValueError(f"box {(bh, bw)} is larger than the image {(h, w)}")
         if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
             raise ValueError(f"margin must be a non-negative int, got {margin!r}")
-        if placement == "random" and (bh + 2 * margin > h or bw + 2 * margin > w):
+        spare = 1 if placement == "official" else 0  # numpy's randint(lo, hi) needs hi > lo
+        if placement != "centre" and (bh + 2 * margin + spare > h or bw + 2 * margin + spare > w):
             raise ValueError(
                 f"box {(bh, bw)} with margin {margin} on each side does not fit in the image {(h, w)}"
             )
@@ -238,8 +241,8 @@ class BoxInpainting(MaskOperator):
             if placement == "centre":
                 top, left = (h - bh) // 2, (w - bw) // 2
             else:
-                top = int(torch.randint(margin, h - bh - margin + 1, (), generator=g))
-                left = int(torch.randint(margin, w - bw - margin + 1, (), generator=g))
+                top = int(torch.randint(margin, h - bh - margin + 1 - spare, (), generator=g))
+                left = int(torch.randint(margin, w - bw - margin + 1 - spare, (), generator=g))
             m = torch.ones(h, w, dtype=torch.float32)
             m[top : top + bh, left : left + bw] = 0.0
             masks.append(1.0 - m if inverse else m)

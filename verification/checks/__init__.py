@@ -11,4 +11,5 @@ from verification.checks import (  # noqa: F401
     t8_overcomplete,
     t9_phase_transition,
     t10_calibration,
+    t11_unsquared_loss,
 )

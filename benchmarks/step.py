@@ -1,6 +1,6 @@
 """Per-step time and peak memory: our PSLD step against an "official-style" step, same weights.
 
-The official-style step reproduces the costs of the official code (reference.md §1, items 7-11):
+The official-style step reproduces the costs of the official code (docs/official.md §2, items 7-11):
 classifier-free guidance at scale 7.5 with the empty prompt for both branches (the UNet runs on a
 doubled batch), UNet parameters that require grad (so the backward pass also produces parameter
 gradients), one norm over the whole batch, a sampled KL encoding, fresh noise on the prediction, and

@@ -1,4 +1,4 @@
-"""Figures of theory.md §9, drawn from the verification measurements and the closed-form predictions.
+"""Figures of docs/theory.md §9, drawn from the verification measurements and the closed-form predictions.
 
 Each figure lives in its own module with ``make(out_dir: Path, quick: bool) -> list[Path]``, which writes a
 PNG and a PDF (matplotlib Agg backend). Run them all with ``python -m figures [--out DIR] [--quick]
@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-#: figure name -> theory.md §9 item it draws
+#: figure name -> docs/theory.md §9 item it draws
 FIGURES: dict[str, str] = {
     "stability_region": "§9.3 (omega, gamma) stability region for PSLD",
     "critical_step": "§9.2 critical step against d",

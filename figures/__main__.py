@@ -1,4 +1,4 @@
-"""``python -m figures [--out DIR] [--quick] [--only NAME ...]``: write the theory.md §9 figures."""
+"""``python -m figures [--out DIR] [--quick] [--only NAME ...]``: write the docs/theory.md §9 figures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""theory.md §9.2: the critical (largest contracting) fixed-point step against the ambient dimension d (T6).
+"""docs/theory.md §9.2: the critical (largest contracting) fixed-point step against the dimension d (T6).
 
 For each d one Gaussian instance (k=8, l=16) and the empirical thresholds of
 :func:`verification.checks.t6_pixel_latent.step_thresholds` (bracketed divergence of the core's guided

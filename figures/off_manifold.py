@@ -1,5 +1,5 @@
-"""theory.md §9.8: off-manifold energy ``E||(I - P) x||^2`` of guided pixel DPS chains stopped at ``t_min``
-against d, measured by :func:`verification.checks.t6_pixel_latent.off_manifold_energy` (chains run
+"""docs/theory.md §9.8: off-manifold energy ``E||(I - P) x||^2`` of guided pixel DPS chains stopped at
+``t_min`` against d, measured by :func:`verification.checks.t6_pixel_latent.off_manifold_energy` (chains run
 through the sampler), with the line ``(d - k)(1 - abar_{t_min})`` (:func:`linear_model.off_manifold_energy`).
 """
 

@@ -1,4 +1,4 @@
-"""theory.md §9.4: recovery probability against l/k (T9), k=8, d=64.
+"""docs/theory.md §9.4: recovery probability against l/k (T9), k=8, d=64.
 
 Gaussian A: fraction of trials whose guided-map limit recovers ``w0``
 (:func:`verification.checks.t9_phase_transition.gaussian_success`), sharp at l = k. Row mask + coordinate

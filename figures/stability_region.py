@@ -1,4 +1,4 @@
-"""theory.md §9.3: the (omega, gamma) stability region of the PSLD guided fixed-point iteration (T3).
+"""docs/theory.md §9.3: the (omega, gamma) stability region of the PSLD guided fixed-point iteration (T3).
 
 Heat map of the closed-form rate ``rho = max_j |1 - 2 (omega s_j + gamma s_j^2)|``
 (:func:`linear_model.contraction_rate`, ``c = 1``) over ``(omega s_max, gamma s_max^2)`` on one random

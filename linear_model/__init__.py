@@ -1,4 +1,4 @@
-"""The linear-subspace simulator (theory.md §2-§6): data ``x0 = S z0``, linear encoder/decoder, exact
+"""The linear-subspace simulator (docs/theory.md §2-§6): data ``x0 = S z0``, linear encoder/decoder, exact
 Gaussian diffusion priors, exact posteriors and an exact posterior sampler, and the closed-form
 predictions the theorems make. All float64 torch; every matrix may carry a leading instance batch.
 

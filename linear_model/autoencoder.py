@@ -1,4 +1,4 @@
-"""Linear autoencoders for the subspace model ``x0 = S z0`` (theory.md A1, A3, T8).
+"""Linear autoencoders for the subspace model ``x0 = S z0`` (docs/theory.md A1, A3, T8).
 
 * :class:`SubspaceAutoencoder`: encoder ``E = S^+`` (``= S^T`` for orthonormal ``S``), decoder ``D = S``,
   so ``D E S = S`` and ``E D = I_k``.
@@ -234,7 +234,7 @@ class SubspaceAutoencoder(LinearAutoencoder):
 
 
 class OvercompleteAutoencoder(LinearAutoencoder):
-    """Over-complete linear latent of size ``p = k + m`` (theory.md T8).
+    """Over-complete linear latent of size ``p = k + m`` (docs/theory.md T8).
 
     ``E = [S^+; 0_{m x d}]``, ``D = [S, B_x]`` with ``B_x = (I - P) G`` for a Gaussian ``G`` ``[d, m]``
     with entries ``N(0, scale^2)``; the default ``scale = 1/sqrt(d)`` gives the extra decoder columns

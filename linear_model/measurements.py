@@ -1,5 +1,5 @@
 """Measurement matrices ``A`` ``[l, d]`` (or ``[B, l, d]``), the latent Gram ``M = (AS)^T(AS)`` and noisy
-measurements ``y = A x0 + sigma_y n`` (theory.md §2, A2, T2, T9).
+measurements ``y = A x0 + sigma_y n`` (docs/theory.md §2, A2, T2, T9).
 
 Matrices are plain float64 tensors; wrap one in ``psld.operators.MatrixOperator`` to use it in the sampler.
 Random constructors draw from ``seed`` (an int or a ``torch.Generator``) or, if given, ``generator``.
@@ -84,7 +84,7 @@ def isotropic_matrix(
     S: Tensor, s: float, l: int, seed: Seed = 0, *, generator: torch.Generator | None = None
 ) -> Tensor:
     """``A = sqrt(s) Q S^+ + R (I - P)`` with ``Q`` ``[l, k]`` orthonormal and ``R`` Gaussian ``N(0, 1/l)``,
-    so that ``A S = sqrt(s) Q`` and ``M = (AS)^T(AS) = s I_k`` exactly (theory.md T2). Needs ``l >= k``.
+    so that ``A S = sqrt(s) Q`` and ``M = (AS)^T(AS) = s I_k`` exactly (docs/theory.md T2). Needs ``l >= k``.
     ``S^+ = S^T`` for orthonormal ``S``; batched ``S`` gives batched ``A``.
 
     >>> from linear_model.autoencoder import random_subspace

@@ -1,7 +1,7 @@
 """Exact posteriors of the linear-Gaussian model, least squares, and the exact posterior sampler.
 
 Model: ``z0 ~ N(mu0, Sigma0)``, ``x0 = S z0``, ``y = A x0 + sigma_y n``; ``B = A S``, ``M = B^T B``.
-Posterior (theory.md §5.3)::
+Posterior (docs/theory.md §5.3)::
 
     Sigma_post = (Sigma0^{-1} + M/sigma_y^2)^{-1}
     mu_post    = Sigma_post (B^T y/sigma_y^2 + Sigma0^{-1} mu0)
@@ -133,7 +133,8 @@ def _condition(B: Tensor, y, sigma: float, mean, cov) -> tuple[Tensor, Tensor, T
 def exact_posterior(
     A: Tensor, S: Tensor, y: Tensor, sigma_y: float, mean: Tensor | None = None, cov: Tensor | None = None
 ) -> ExactPosterior:
-    """Exact ``p(z0 | y)`` and ``p(x0 | y)`` for prior ``N(mean, cov)`` (default ``N(0, I_k)``), §5.3.
+    """Exact ``p(z0 | y)`` and ``p(x0 | y)`` for prior ``N(mean, cov)`` (default ``N(0, I_k)``),
+    docs/theory.md §5.3.
 
     ``sigma_y = 0`` is the noiseless limit: with ``rank(AS) = k`` the covariance is 0 and the mean is
     ``z_LS``; otherwise the prior survives on ``null(AS)``. ``y`` is ``[..., l]`` (``[B, ..., l]`` when a
@@ -184,7 +185,7 @@ def oracle_sample(
     mean: Tensor | None = None,
     cov: Tensor | None = None,
 ) -> Tensor:
-    """Exact draws of ``z0 | y`` by the exact reverse kernel of theory.md §5.5, over all ``T`` steps.
+    """Exact draws of ``z0 | y`` by the exact reverse kernel of docs/theory.md §5.5, over all ``T`` steps.
 
     For the prior ``N(0, I)`` (other priors are whitened first, ``z = mean + cov^{1/2} u``), with
     ``ab_0 = 1``, ``beta_t = 1 - ab_t/ab_{t-1}``::
@@ -233,7 +234,7 @@ def oracle_sample(
 
 
 def ridge_posterior(A: Tensor, Sigma_x: Tensor, y: Tensor, sigma_y: float) -> Gaussian:
-    """Pixel posterior under the ridge prior ``x0 ~ N(0, Sigma_x)`` (theory.md §5.3, ridge target)::
+    """Pixel posterior under the ridge prior ``x0 ~ N(0, Sigma_x)`` (docs/theory.md §5.3, ridge target)::
 
         Cov = (Sigma_x^{-1} + A^T A/sigma_y^2)^{-1},   mean = Cov A^T y/sigma_y^2
 

@@ -1,6 +1,6 @@
-"""Closed-form predictions of theory.md §5-§6 (step bounds, rates, the T7 recursion, risks).
+"""Closed-form predictions of docs/theory.md §5-§6 (step bounds, rates, the T7 recursion, risks).
 
-**Convention (theory.md §1): squared norms with no factor 1/2.** The losses are ``L = ||y - A D z0hat||^2``
+**Convention (docs/theory.md §1.2): squared norms, no factor 1/2.** The losses are ``L = ||y - A D z0hat||^2``
 and ``G = ||r_glue||^2`` and a guided step is ``z <- z' - omega grad L - gamma grad G``; so the gradient
 of ``||J z - b||^2`` is ``2 J^T (J z - b)`` and every bound below carries the matching factor 2 (with
 ``1/2 ||.||^2`` the step bounds double). ``s_j`` are the eigenvalues of ``M = (AS)^T(AS)``,
@@ -185,7 +185,7 @@ def expected_error(eigs, w, alphas_cumprod, omega, gamma, *, ddpm: bool) -> Tens
 
 
 def expected_error_ddpm(eigs, w, alphas_cumprod, omega, gamma) -> Tensor:
-    """:func:`expected_error` for the DDPM chain (theory.md T7)."""
+    """:func:`expected_error` for the DDPM chain (docs/theory.md T7)."""
     return expected_error(eigs, w, alphas_cumprod, omega, gamma, ddpm=True)
 
 
@@ -215,7 +215,7 @@ def off_manifold_energy(d: int, k: int, alpha_tmin) -> Tensor:
 
 def posterior_mean_risk(eigs, sigma_y) -> Tensor:
     """Bayes risk ``E||E[z0|y] - z0||^2 = tr((I + M/sigma_y^2)^{-1}) = sum_j sigma^2/(sigma^2 + s_j)``
-    (prior ``N(0, I)``, §5.3)."""
+    (prior ``N(0, I)``, docs/theory.md §5.3)."""
     s2 = check_sigma(sigma_y) ** 2
     s = _t(eigs, "eigs")
     if s2 == 0:
@@ -224,6 +224,7 @@ def posterior_mean_risk(eigs, sigma_y) -> Tensor:
 
 
 def least_squares_risk(eigs, sigma_y) -> Tensor:
-    """``E||z_LS - w0||^2 = sigma_y^2 tr(M^{-1}) = sigma^2 sum_j 1/s_j`` (§5.3, T5); ``>=`` the Bayes risk."""
+    """``E||z_LS - w0||^2 = sigma_y^2 tr(M^{-1}) = sigma^2 sum_j 1/s_j`` (docs/theory.md §5.3, T5);
+    ``>=`` the Bayes risk."""
     s2 = check_sigma(sigma_y) ** 2
     return (s2 / _t(eigs, "eigs")).sum(-1)

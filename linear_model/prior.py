@@ -1,9 +1,9 @@
 """Exact Gaussian diffusion priors: in latent space, and in pixel space for subspace data.
 
-Forward process (theory.md §2): ``z_t = sqrt(ab) z0 + sqrt(1 - ab) eps`` with ``ab = alphas_cumprod[t]``
+Forward process (docs/theory.md §2): ``z_t = sqrt(ab) z0 + sqrt(1 - ab) eps`` with ``ab = alphas_cumprod[t]``
 (diffusers semantics: 0-based ``t``, so theory's ``abar_t`` is ``alphas_cumprod[t - 1]``).
 
-For ``z0 ~ N(mu0, Sigma0)`` everything is linear (theory.md §5.1, §5.2); with
+For ``z0 ~ N(mu0, Sigma0)`` everything is linear (docs/theory.md §5.1, §5.2); with
 ``C_t = ab Sigma0 + (1 - ab) I``:
 
 * marginal     ``z_t ~ N(sqrt(ab) mu0, C_t)``
@@ -216,7 +216,7 @@ class GaussianLatentPrior:
 
 
 def ridge_gains(alpha: float, ridge: float) -> tuple[float, float]:
-    """Pixel ridge Tweedie gains (theory.md §5.2) for ``Sigma_x = S S^T + ridge I``, orthonormal ``S``:
+    """Pixel ridge Tweedie gains (docs/theory.md §5.2) for ``Sigma_x = S S^T + ridge I``, orthonormal ``S``:
 
     ``g_in = sqrt(a)(1 + e)/(a(1 + e) + 1 - a)`` on ``range(S)``, ``g_off = sqrt(a) e/(a e + 1 - a)`` off it.
 
@@ -239,8 +239,8 @@ class PixelSubspacePrior:
 
     ``Sigma_x = S S^T + ridge I`` with ``S = U diag(s) V^T``; every map is ``U diag(g(s^2 + ridge)) U^T x +
     g(ridge) (I - U U^T) x`` for the gain ``g`` of the quantity. With ``ridge = 0`` and orthonormal ``S`` the
-    Tweedie mean is the closed-form projection ``sqrt(ab) P x_t`` (theory.md §5.2; the singular
-    covariance is never inverted) and the score is ``-P x - (I - P) x/(1 - ab)`` (§5.1).
+    Tweedie mean is the closed-form projection ``sqrt(ab) P x_t`` (docs/theory.md §5.2; the singular
+    covariance is never inverted) and the score is ``-P x - (I - P) x/(1 - ab)`` (docs/theory.md §5.1).
     Implements ``psld.protocols.LatentPrior`` (pixel DPS uses it with identity encoder/decoder).
 
     >>> from linear_model.autoencoder import random_subspace

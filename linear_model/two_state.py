@@ -1,4 +1,4 @@
-"""Two-state (T = 1) diffusion helpers for theory.md T1 and §5.6.
+"""Two-state (T = 1) diffusion helpers for docs/theory.md T1 and §5.6.
 
 Forward step ``z1 = sqrt(1 - beta) z0 + sqrt(beta) eps``. The least-squares-optimal linear denoiser
 ``phi* = argmin_phi E||z0 - phi z1||^2 = sqrt(1 - beta) Sigma0 ((1 - beta) Sigma0 + beta I)^{-1}``

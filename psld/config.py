@@ -31,7 +31,7 @@ SPACINGS = ("leading", "trailing", "linspace", "official")
 #: training timesteps of both official model families (SD v1.5 and the FFHQ LDM)
 OFFICIAL_T = 1000
 
-#: (omega, gamma) of the official launchers (reference.md §2), per model family and task.
+#: (omega, gamma) of the official launchers (docs/official.md §4), per model family and task.
 OFFICIAL_WEIGHTS: dict[str, dict[str, tuple[float, float]]] = {
     "sd": {
         "sr4": (1.0, 0.1),
@@ -67,7 +67,7 @@ def _choice(name: str, value, allowed) -> None:
 
 @dataclass(frozen=True)
 class PSLDConfig:
-    """Every switch of :func:`psld.sample`. Defaults are the improved settings (reference.md §10).
+    """Every switch of :func:`psld.sample`. Defaults are the improved settings (docs/official.md §10).
 
     >>> PSLDConfig(omega=0.5).gamma
     0.1
@@ -132,7 +132,7 @@ class PSLDConfig:
 
     @classmethod
     def official(cls, task: str, model: str = "sd", num_steps: int = 1000) -> PSLDConfig:
-        """The settings of the official run script for ``task`` (reference.md §1-§2).
+        """The settings of the official run script for ``task`` (docs/official.md §9).
 
         Unsquared whole-residual norms, DDIM eta 0, fresh N(0, 0.05^2) noise on the predicted
         measurement, a sampled KL encoding and the official pseudo-transpose in the glue.

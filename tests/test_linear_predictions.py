@@ -1,6 +1,6 @@
 """linear_model.predictions and two_state: closed forms against direct iteration and Monte Carlo.
 
-Convention (theory.md §1): squared losses without 1/2, so grad ||J z - b||^2 = 2 J^T (J z - b).
+Convention (docs/theory.md §1.2): squared losses without 1/2, so grad ||J z - b||^2 = 2 J^T (J z - b).
 """
 
 import itertools

@@ -157,7 +157,7 @@ def test_pixel_exact_tweedie_is_the_projector(k, extra, t, seed):
     amplified = 1e-12 / (1 - ab)  # round-off in (I - P) x is multiplied by the off-subspace gain
     assert torch.allclose(score, expected, rtol=1e-12, atol=amplified)
     assert torch.allclose(prior.eps(x, t), -((1 - ab) ** 0.5) * score, rtol=1e-12, atol=amplified)
-    if extra > 0:  # off-subspace gain 1/(1 - ab) (theory §5.1)
+    if extra > 0:  # off-subspace gain 1/(1 - ab) (docs/theory.md §5.1)
         off_x, off_s = x - x @ P, score - score @ P
         keep = off_x.norm(dim=1) > 1e-6
         ratio = off_s.norm(dim=1)[keep] / off_x.norm(dim=1)[keep]

@@ -195,7 +195,7 @@ def test_unguided_equals_diffusers_ddim(eta, spacing, offset, one):
 
 
 def test_full_chain_ddpm_is_ddim_eta_one_with_all_steps():
-    """With every training step, DDIM(eta=1) is the theory's ancestral DDPM kernel (theory.md §4)."""
+    """With every training step, DDIM(eta=1) is the theory's ancestral DDPM kernel (docs/theory.md §4.1)."""
     prior = StdNormalPrior(T=50)
     ac = prior.alphas_cumprod
     op = Dense(torch.eye(3, dtype=torch.float64))
@@ -309,7 +309,7 @@ INSIDE = [(0.5, 0.0), (0.3, 0.3)]
 def test_linear_model_recovery_inside_the_bound(h_omega, h_gamma, seed, k, extra, dd):
     """Exact prior, E = S^T, D = S, squared loss, noiseless, rank(AS) = k: the chain recovers x0."""
     S, A, x0, s = _linear_instance(seed, k, k + extra, k + extra + dd)
-    # theory.md §7.3 suggests kappa <= 50; a scan of 400 instances of this strategy found DDIM errors up
+    # docs/theory.md §7.3 suggests kappa <= 50; a scan of 400 instances of this strategy found DDIM errors up
     # to 2.5e-2 at kappa in (30, 50] but at most 4.0e-3 for kappa <= 20 (the weak direction contracts
     # like exp(-c/kappa)). Larger kappa is covered exactly by the T7 recursion in verification.
     assume(float(s[-1] / s[0]) <= 20)

@@ -27,7 +27,7 @@ def test_t3_envelope_and_convergence(dkl, seed, frac, share, c, method):
     d, k, l = dkl
     p = t3.random_problems(d, k, l, seed=seed)
     kappa = float(p.kappa[0])
-    # finite-iteration recovery needs kappa bounded or n from the rate (theory.md §6): cap n at 300
+    # finite-iteration recovery needs kappa bounded or n from the rate (docs/theory.md §6): cap n at 300
     assume(kappa <= 20)
     best = lm.best_ldps_step(p.s_min, p.s_max, c)
     rho_best = float(t3.rate(p, best, 0.0, c, "ldps"))

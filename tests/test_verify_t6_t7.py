@@ -20,7 +20,7 @@ seeds = st.integers(0, 2**16)
 
 @st.composite
 def dims(draw, k_max: int = 8, d_max: int = 96):
-    """``k``, ``l >= k``, ``d > l`` (theory.md §6 common strategy, scaled down)."""
+    """``k``, ``l >= k``, ``d > l`` (docs/theory.md §6 common strategy, scaled down)."""
     k = draw(st.integers(1, k_max))
     l = draw(st.integers(k, 3 * k))
     d = draw(st.integers(l + 1, max(l + 1, d_max)))

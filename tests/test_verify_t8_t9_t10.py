@@ -24,7 +24,7 @@ seeds = st.integers(0, 2**16)
 def test_t8_glued_methods_beat_ldps_which_fits_y_off_the_manifold(seed, eps):
     # table 7.4's model (d=64, k=8, m=16, l=16 < p=24), 1000 DDIM steps. Over 30 random instances the
     # smaller of the margins LDPS/GML, LDPS/PSLD was >= 7.1 at eps_z = 1 and >= 1.97 at eps_z = 0.1 (at
-    # eps_z = 0.01 it fell below 1 on 2 of 30, so the ">= 2x for eps_z >= 0.01" of theory.md is one
+    # eps_z = 0.01 it fell below 1 on 2 of 30, so the ">= 2x for eps_z >= 0.01" of docs/theory.md T8 is one
     # instance's finding, not a property).
     r = t8.overcomplete_errors(eps_list=(0.0, eps), seed=seed, n_seeds=2, num_steps=1000)
     ldps, gml, psld = (r[m]["error"][1] for m in t8.METHODS)

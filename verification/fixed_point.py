@@ -1,4 +1,4 @@
-"""The guided fixed-point iteration of theory.md T3, driven by the sampler's own guidance map.
+"""The guided fixed-point iteration of docs/theory.md T3, driven by the sampler's own guidance map.
 
 At a fixed noise level with Tweedie factor ``c`` (``z0_hat = c z``), one iteration is::
 

@@ -1,8 +1,8 @@
-"""T5's distributional negative case (theory.md §5.5, T5): with noisy ``y`` PSLD recovers, does not sample.
+"""T5's distributional negative case (docs/theory.md T10): with noisy ``y`` PSLD recovers, does not sample.
 
 One instance (``k = 8``), noisy ``y = A S w0 + sigma_y n``, ``N`` chains per method:
 
-* the **oracle** kernel (:func:`linear_model.oracle_sample`, the exact reverse kernel of §5.5) is an exact
+* the **oracle** kernel (:func:`linear_model.oracle_sample`, docs/theory.md §5.5) is an exact
   posterior sampler: Hotelling's mean test against :func:`linear_model.exact_posterior` (known covariance,
   ``N (mean - mu_post)^T Sigma_post^{-1} (mean - mu_post) ~ chi^2_k``) has p-value > 1e-3 and the whitened
   sample covariance ``Sigma_post^{-1/2} Cov Sigma_post^{-1/2}`` is ``I`` within 5 Monte Carlo sd;
@@ -58,7 +58,7 @@ def sample_stats(z: Tensor, mean: Tensor, cov: Tensor, z_ls: Tensor | None = Non
 def calibration_instance(
     d: int, k: int, l: int, sigma_y: float, *, seed: int = 0, kappa_max: float = 50.0
 ) -> dict:
-    """``S``, Gaussian ``A`` (redrawn from the same generator until ``kappa(M) <= kappa_max``, as theory.md §6
+    """``S``, Gaussian ``A`` (redrawn from one generator until ``kappa(M) <= kappa_max``, as docs/theory.md §6
     asks of finite-step tests), ``w0 ~ N(0, I_k)``, noisy ``y``, the exact posterior and ``z_LS``."""
     g = gen(seed)
     for _ in range(1000):
@@ -176,7 +176,7 @@ def check(*, level: str = "default", seed: int = 0) -> list[CheckResult]:
                     f"negative, sigma_y={sigma:g}: {label} recovers (-> z_LS) but does not sample the "
                     "posterior "
                     "(spread tr(Cov)/tr(Sigma_post))",
-                    "< 0.5 (theory.md ~" + f"{theory[sigma]['spread']:g})",
+                    "< 0.5 (docs/theory.md T10 ~" + f"{theory[sigma]['spread']:g})",
                     s["spread"],
                     f"spread < 0.5, N mahal(mean - mu_post) > chi2_8(0.999) = {CHI2_Q:.1f}, and mean at "
                     "z_LS: "

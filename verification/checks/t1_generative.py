@@ -1,4 +1,4 @@
-"""T1 (theory.md §6, §5.6): generative modelling in latent space reproduces the data law ``N(0, S S^T)``.
+"""T1 (docs/theory.md T1, §5.6): generative modelling in latent space reproduces the data law ``N(0, S S^T)``.
 
 * **Two-state denoiser.** With ``z1 = sqrt(1 - beta) z0 + sqrt(beta) eps`` the least-squares linear
   denoiser fitted on ``n`` pairs (:func:`linear_model.fit_linear_denoiser`) approaches
@@ -20,7 +20,7 @@
 
 Covariances are second moments ``X^T X/n`` of pixel samples (the mean is 0); for ``N(0, v I_k)`` in an
 orthonormal subspace, ``||C_hat - v S S^T||_F`` has rms ``v sqrt(k(k + 1)/n)``. Tolerances are 4 such rms
-(the "c k/sqrt(n)" of theory.md with c = 4 sqrt((k + 1)/k) <= 4 sqrt(2)).
+(the "c k/sqrt(n)" of docs/theory.md T1 with c = 4 sqrt((k + 1)/k) <= 4 sqrt(2)).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""T2 (theory.md §6): one guided step recovers ``w0`` only at a unique step size, and only when ``M = sI``.
+"""docs/theory.md T2: one guided step recovers ``w0`` only at a unique step size, and only when ``M = sI``.
 
 Two-state setting with the normalised Tweedie ``z0hat = z1`` (``c = 1``) and noiseless ``y``: one step of
 the core's guided map (:func:`verification.fixed_point.iterate` with ``n = 1``, squared loss) gives

@@ -1,4 +1,4 @@
-"""T3 (theory.md §6): the guided fixed-point iteration is a contraction, with a sharp step bound.
+"""T3 (docs/theory.md T3): the guided fixed-point iteration is a contraction, with a sharp step bound.
 
 At a fixed noise level with Tweedie factor ``c`` the guided map of the core,
 ``z <- z - omega grad L - gamma grad G`` (:func:`verification.fixed_point.iterate`, which calls
@@ -164,7 +164,7 @@ def random_problems(
     mask: bool = False,
     max_rounds: int = 200,
 ) -> Problem:
-    """``batch`` random instances (theory.md §6 strategy): ``S`` = signed QR of a Gaussian, ``A`` Gaussian
+    """``batch`` random instances (docs/theory.md §6 strategy): ``S`` = signed QR of Gaussian, ``A`` Gaussian
     ``N(0, 1/l)`` (or a row mask), ``w0 ~ N(0, I_k)``; only instances with ``rank(AS) = k`` and, if given,
     ``kappa_min <= kappa <= kappa_max`` are kept (drawn in rounds from one generator: deterministic)."""
     g = gen(seed)
@@ -206,7 +206,8 @@ def steps_for(p: Problem, frac, share=0.0, c: float = 1.0) -> tuple[Tensor, Tens
 
 
 def rate(p: Problem, omega, gamma, c: float = 1.0, method: str = "psld") -> Tensor:
-    """Exact contraction rate per instance; the GML and LDPS glues contribute nothing (theory.md §4 id. 3)."""
+    """Exact contraction rate per instance; the GML and LDPS glues contribute nothing
+    (docs/theory.md §4.3, id. 3)."""
     omega = torch.as_tensor(omega, dtype=F64).reshape(-1, 1)
     gamma = torch.as_tensor(gamma, dtype=F64).reshape(-1, 1)
     if method != "psld":
@@ -247,7 +248,7 @@ def envelope(
 
 
 def glue_identities(p: Problem, z: Tensor, c: float = 1.0) -> dict[str, Tensor]:
-    """Theory.md §4 identities 3-4 through the core, per instance (relative errors):
+    """docs/theory.md §4.3 identities 3-4 through the core, per instance (relative errors):
 
     ``psld_residual``: ``z0hat - E(glue(D z0hat, y))`` against ``M (z0hat - w0)`` (operator glue + encoder);
     ``psld_loss``: the core's glue loss against ``||M (z0hat - w0)||^2``; ``psld_grad``: the core's glue
@@ -448,7 +449,7 @@ def check(*, level: str = "default", seed: int = 0) -> list[CheckResult]:
         )
     )
 
-    # 2. glue identities (theory.md §4, 3-4)
+    # 2. glue identities (docs/theory.md §4.3, 3-4)
     ident = {key: 0.0 for key in ("psld_residual", "psld_loss", "psld_grad", "gml")}
     for c in cs:
         z = torch.randn(B, k, generator=g, dtype=F64) * 2
@@ -491,7 +492,7 @@ def check(*, level: str = "default", seed: int = 0) -> list[CheckResult]:
     exc_t, bound_t = torch.cat(exc), torch.cat(exc_bound)
     tol = 5e-3
     if n_iter >= 4000:
-        tol_txt = f"0 < rel excess <= {tol:g} (theory.md §7.5) and <= the exact-rate bound"
+        tol_txt = f"0 < rel excess <= {tol:g} (docs/theory.md §7.5) and <= the exact-rate bound"
         passed = bool((exc_t > 0).all() and (exc_t <= tol).all() and (exc_t <= bound_t).all() and ok_all)
     else:
         tol_txt = (

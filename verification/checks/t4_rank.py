@@ -1,4 +1,4 @@
-"""T4 (theory.md §6, §5.3): recovery needs ``rank(AS) = k``; the null space of ``M`` is left untouched.
+"""T4 (docs/theory.md T4, §5.3): recovery needs ``rank(AS) = k``; the null space of ``M`` is left untouched.
 
 Rank-deficient instances are built with a known null space: ``A = A0 (I - S N N^T S^T)`` for a Gaussian
 ``A0`` and an orthonormal ``N`` ``[k, k - r]``, so ``A S N = 0`` and ``rank(AS) = r``

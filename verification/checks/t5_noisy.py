@@ -1,4 +1,4 @@
-"""T5 (theory.md §6, §5.3): with noise the guided iteration returns least squares, not a posterior draw.
+"""T5 (docs/theory.md T5, §5.3): with noise the guided iteration returns least squares, not a posterior draw.
 
 ``y = B w0 + n`` (``n = sigma_y xi``), ``M > 0``, squared losses, ``E = S^T``, ``D = S``, ``c = 1``:
 

@@ -1,4 +1,4 @@
-"""T6 (theory.md §6): pixel versus latent guidance, and where the ambient dimension d enters.
+"""T6 (docs/theory.md T6): pixel versus latent guidance, and where the ambient dimension d enters.
 
 1. With the exact subspace prior, a pixel DPS chain (``method="dps"``,
    :class:`linear_model.PixelSubspacePrior`) and a latent DPS chain (``method="ldps"``) started from
@@ -8,7 +8,7 @@
    (:func:`verification.fixed_point.iterate`, i.e. the sampler's own guidance map) stops contracting:
    latent and pixel-exact equal ``1/(abar lambda_max(M))`` at every d; the pixel ridge prior's threshold is
    ``1/lambda_max(V^T A^T A V)`` and falls with d. All three use the same noise level ``1 - abar = 1e-4``
-   (``alphas_cumprod[0]`` of the linear schedule); theory.md table 7.1 uses ``abar = 1`` for the first two,
+   (``alphas_cumprod[0]`` of the linear schedule); docs/theory.md §7.1 uses ``abar = 1`` for the first two,
    which shifts them by the factor ``1/abar = 1.0001``.
 3. ``lambda_max(A^T A)/lambda_max(M)`` follows ``(sqrt(d) + sqrt(l))^2/(sqrt(l) + sqrt(k))^2 ~ d/l``.
 4. A pixel chain stopped at ``t_min`` without a final projection carries

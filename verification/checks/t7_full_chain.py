@@ -1,4 +1,4 @@
-"""T7 (theory.md §6): the full guided chain obeys one scalar recursion per eigendirection of ``M``.
+"""T7 (docs/theory.md T7): the full guided chain obeys one scalar recursion per eigendirection of ``M``.
 
 Every chain here is :func:`psld.sampler.sample` with ``E = S^T``, ``D = S``, the exact ``N(0, I)`` latent
 prior, squared losses, noiseless ``y`` and the PSLD glue. In the eigenbasis ``M = Q diag(s) Q^T`` the
@@ -44,7 +44,7 @@ def gen(seed: int) -> torch.Generator:
 def chain_alphas(alphas_cumprod: Tensor, config: PSLDConfig) -> Tensor:
     """The ascending ``abar`` values the sampler visits under ``config``, as a schedule for the recursion.
 
-    The recursion of theory.md T7 steps from ``abar_t`` to ``abar_{t-1}`` (``abar_0 = 1``). The sampler's
+    The recursion of docs/theory.md T7 steps from ``abar_t`` to ``abar_{t-1}`` (``abar_0 = 1``). The sampler's
     pairs ``(alpha[i], alpha_prev[i])`` form such a chain when the timesteps are evenly spaced and the last
     step lands on ``abar = 1``; then the sub-sequence of visited ``abar`` *is* the schedule the recursion
     needs (DDPM's ``beta_t = 1 - abar_t/abar_{t-1}`` reproduces the DDIM ``eta = 1`` kernel for skipped

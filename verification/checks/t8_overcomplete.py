@@ -1,4 +1,4 @@
-"""T8 (theory.md §6, table 7.4): gluing matters only with an over-complete latent.
+"""T8 (docs/theory.md T8, §7.4): gluing matters only with an over-complete latent.
 
 Latent of size ``p = k + m``: ``E = [S^T; 0]``, ``D = [S, B_x]``
 (:class:`linear_model.OvercompleteAutoencoder`), leaky prior ``Sigma_z = diag(I_k, eps_z I_m)``
@@ -10,7 +10,7 @@ with every ``eps_z`` and seed of an instance in the batch (the prior carries a b
 Steps: ``J_meas = A D`` and ``J_glue`` (GML: ``I - E D``; PSLD: ``I - E D + E A^T A D``) give
 ``G = J^T J``; LDPS uses ``omega lambda_max(G_meas) = 0.9``; GML and PSLD split the same budget,
 ``omega lambda_max(G_meas) = 0.3`` and ``gamma lambda_max(G_glue) = 0.6``, so that ``omega
-lambda_max(G_meas) + gamma lambda_max(G_glue) = 0.9`` (theory.md leaves the split open; a third on the
+lambda_max(G_meas) + gamma lambda_max(G_glue) = 0.9`` (docs/theory.md T8: the split was open; a third on the
 measurement gave the most robust PSLD margin at eps_z = 0.01 among 0.2, 1/3, 0.5, 0.8, 0.9).
 
 Negative cases: at ``eps_z = 0`` all three recover (no separation is asserted); with ``p = k`` GML-DPS
@@ -173,7 +173,7 @@ def check(*, level: str = "default", seed: int = 0) -> list[CheckResult]:
             CheckResult(
                 NAME,
                 f"eps_z={eps:g}: GML-DPS and PSLD beat LDPS in pixel rel. error (min of LDPS/GML, LDPS/PSLD)",
-                ">= 2 (theory.md measured >= 3.5)",
+                ">= 2 (docs/theory.md §7.4: >= 3.5)",
                 margin,
                 "margin >= 2",
                 margin >= 2.0,

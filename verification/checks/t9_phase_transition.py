@@ -1,4 +1,4 @@
-"""T9 (theory.md §6): the recovery phase transition, ``w0`` is recovered iff ``rank(AS) = k``.
+"""T9 (docs/theory.md T9): the recovery phase transition, ``w0`` is recovered iff ``rank(AS) = k``.
 
 Recovery is decided through the sampler's own guidance map (:func:`verification.fixed_point`), per trial,
 with the trials of one ``l`` batched as instances (``MatrixOperator`` with ``A`` ``[N, l, d]``):
@@ -138,8 +138,8 @@ def check(*, level: str = "default", seed: int = 0) -> list[CheckResult]:
                 at_l_eq_k=rates[k]["rate"],
                 theory_md_at_l_eq_k=0.90,
                 max_fixed_point_residual=fp,
-                note="theory.md's 0.90 at l = k is a finite-iteration effect (n capped at 2e5); the exact "
-                "limit "
+                note="docs/theory.md T9: 0.90 at l = k is a finite-iteration effect (n capped at 2e5); "
+                "the exact limit "
                 "recovers every full-rank trial",
             ),
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -110,11 +111,8 @@ class PSLDConfig:
             raise ValueError(f"num_steps must be a positive int, got {self.num_steps!r}")
         for name in ("eta", "omega", "gamma", "prediction_sigma"):
             value = getattr(self, name)
-            try:
-                ok = math.isfinite(float(value)) and float(value) >= 0.0
-            except (TypeError, ValueError):
-                ok = False
-            if not ok or isinstance(value, bool):
+            real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if not (real and math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
         if not float(self.eta) <= 1.0:
             raise ValueError(f"eta must lie in [0, 1], got {self.eta!r}")

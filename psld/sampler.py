@@ -79,7 +79,9 @@ def _check_divergence(config: PSLDConfig, bad: Tensor, z: Tensor, timesteps: Ten
     """Raise :class:`DivergenceError` naming the first bad step, or warn on latent drift (one sync)."""
     rms = z.detach().flatten(1).float().pow(2).mean(1).sqrt()
     summary = torch.stack([bad.any().float(), rms.max() if rms.numel() else rms.new_zeros(())]).cpu()
-    weights = f"method={config.method!r}, omega={config.omega:g}, gamma={config.gamma:g}, loss={config.loss!r}"
+    weights = (
+        f"method={config.method!r}, omega={config.omega:g}, gamma={config.gamma:g}, loss={config.loss!r}"
+    )
     if summary[0] > 0:
         i = int(bad.float().argmax())
         raise DivergenceError(

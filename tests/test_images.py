@@ -25,7 +25,10 @@ def _write_png16(path, arr: np.ndarray) -> None:
 
     header = struct.pack(">IIBBBBB", arr.shape[1], arr.shape[0], 16, color_type, 0, 0, 0)
     path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
     )
 
 

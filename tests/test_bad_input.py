@@ -28,7 +28,9 @@ def _img():
     return np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
 
 
-@pytest.mark.parametrize("kw", [dict(omega=float("inf")), dict(gamma=float("nan")), dict(sigma_y=float("inf"))])
+@pytest.mark.parametrize(
+    "kw", [dict(omega=float("inf")), dict(gamma=float("nan")), dict(sigma_y=float("inf"))]
+)
 def test_solve_rejects_non_finite_numbers(tiny_sd, kw):
     name = next(iter(kw))
     with pytest.raises(ValueError, match=name):
@@ -38,20 +40,26 @@ def test_solve_rejects_non_finite_numbers(tiny_sd, kw):
 @pytest.mark.parametrize("task", ["inpaint-box", "inpaint-random", "destripe"])
 def test_solve_refuses_a_mask_that_observes_no_pixel(tiny_sd, task):
     with pytest.raises(ValueError, match="observes no pixel"):
-        psld.solve(_img(), task, model=tiny_sd, mask=np.zeros((16, 16)), num_inference_steps=2, progress=False)
+        psld.solve(
+            _img(), task, model=tiny_sd, mask=np.zeros((16, 16)), num_inference_steps=2, progress=False
+        )
 
 
 def test_solve_refuses_an_empty_mask_in_a_batch(tiny_sd):
     masks = [np.ones((16, 16)), np.zeros((16, 16))]
     with pytest.raises(ValueError, match="mask 1 of the batch observes no pixel"):
-        psld.solve([_img()] * 2, "inpaint-box", model=tiny_sd, mask=masks, num_inference_steps=2, progress=False)
+        psld.solve(
+            [_img()] * 2, "inpaint-box", model=tiny_sd, mask=masks, num_inference_steps=2, progress=False
+        )
 
 
 @NO_CUDA
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda")])
 def test_cuda_without_cuda_is_a_clear_value_error(tiny_sd_path, device):
     with pytest.raises(ValueError, match="CUDA is not available"):
-        psld.solve(_img(), "sr2", model=str(tiny_sd_path), device=device, num_inference_steps=2, progress=False)
+        psld.solve(
+            _img(), "sr2", model=str(tiny_sd_path), device=device, num_inference_steps=2, progress=False
+        )
 
 
 @pytest.mark.parametrize("device", ["gpu", "cpu:x", 3.5])

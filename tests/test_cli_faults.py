@@ -33,8 +33,8 @@ def files(tmp_path_factory):
 
 
 def _restore(files: Path, model, out, *extra: str) -> list[str]:
-    return ["restore", str(files / "img.png"), "-t", "sr2", "--model", str(model), "-o", str(out), "--steps", "2",
-            "--no-progress", *extra]  # fmt: skip
+    head = ["restore", str(files / "img.png"), "-t", "sr2", "--model", str(model), "-o", str(out)]
+    return [*head, "--steps", "2", "--no-progress", *extra]
 
 
 def _one_error(capsys, match: str) -> None:
@@ -112,9 +112,17 @@ def test_version(capsys):
 def test_interrupt_while_writing_leaves_no_partial_file(files, tiny_sd_path, tmp_path, sig):
     """The test hook pauses after the outputs are written to temporary names, before the rename."""
     out = tmp_path / "o"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "_PSLD_TEST_PAUSE_BEFORE_RENAME": "60"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "_PSLD_TEST_PAUSE_BEFORE_RENAME": "60",
+    }
     proc = subprocess.Popen(
-        [str(PSLD), *_restore(files, tiny_sd_path, out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [str(PSLD), *_restore(files, tiny_sd_path, out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 240

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from psld.config import PSLDConfig
-from psld.sampler import SampleOutput, sample
+from psld.sampler import DivergenceError, DivergenceWarning, SampleOutput, sample
 
 __version__ = "0.1.0"
 
@@ -27,6 +27,8 @@ __all__ = [
     "PSLDConfig",
     "SampleOutput",
     "sample",
+    "DivergenceError",
+    "DivergenceWarning",
     "__version__",
     "solve",
     "SolveOutput",

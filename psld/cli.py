@@ -11,14 +11,27 @@
 ``psld evaluate --images DIR|GLOB|builtin -t TASK ... --methods ... -o OUT``
     Tasks x methods over an image set: metrics, summary, figures, resume (:mod:`psld.evaluation.cli`).
 
-Bad input (missing or non-image file, wrong mask size, unknown task, missing model, ...) prints one
-line ``psld: error: ...`` to stderr and exits with status 2 before anything is written.
+``psld --version``
+    Print the version.
+
+Bad input (missing or non-image file, wrong mask size, a mask observing no pixel, unknown task,
+missing model, a device this machine lacks, non-finite numbers, an output folder that cannot be written,
+existing outputs without ``--overwrite``, ...) prints one line ``psld: error: ...`` to stderr and exits
+with status 2 before the model is loaded and before anything is written; a diverged run (non-finite
+latents) does the same after sampling. Outputs are written to temporary names in the output folder and
+renamed into place, so an interrupted run (SIGINT/SIGTERM) leaves no partial file.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import signal
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,13 +64,14 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text!r}")
     return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="psld", description="Posterior sampling with latent diffusion (PSLD).")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     r = sub.add_parser("restore", help="restore an image with a latent diffusion prior")
@@ -75,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--simulate", action="store_true", help="INPUT is clean: simulate the measurement first")
     r.add_argument("-o", "--out", default="psld-out", help="output folder (default: psld-out/)")
+    r.add_argument("--overwrite", action="store_true", help="replace existing output files")
     r.add_argument("--steps", type=_positive_int, help="number of DDIM steps (default: task preset)")
     r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     r.add_argument("--omega", type=_non_negative_float, help="measurement weight (default: task preset)")
@@ -155,8 +170,62 @@ def _comparison(panels: list, size: tuple[int, int]):
     return canvas
 
 
+#: test hook: seconds to sleep after the outputs are written to temporary names, before the rename
+_PAUSE_ENV = "_PSLD_TEST_PAUSE_BEFORE_RENAME"
+
+
+def _check_writable(out_dir: Path) -> None:
+    """``ValueError`` unless ``out_dir`` is (or can be created as) a writable folder; writes nothing."""
+    path = out_dir.absolute()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"output path {str(out_dir)!r} exists and is not a folder")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"output folder {str(out_dir)!r} cannot be created: {str(parent)!r} is a file")
+    try:  # a real probe: os.access says yes to root even on read-only file systems such as /proc
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".psld-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"output folder {str(out_dir)!r} is not writable ({exc.strerror})") from None
+
+
+def _save_all(images: list, paths: list[Path]) -> None:
+    """Write each image to a temporary name beside its path, then ``os.replace`` it into place.
+
+    An interruption (SIGINT, SIGTERM via :func:`_terminate`) removes the temporary files: no output
+    is ever left half written.
+    """
+    temps: list[str] = []
+    try:
+        for image, path in zip(images, paths, strict=True):
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+            temps.append(tmp)
+            with os.fdopen(fd, "wb") as fh:
+                image.save(fh, format="PNG")
+        pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
+        if pause > 0:
+            time.sleep(pause)
+        for tmp, path in zip(list(temps), paths, strict=True):
+            os.replace(tmp, path)
+            temps.remove(tmp)
+    finally:
+        for tmp in temps:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _terminate(signum, frame):  # pragma: no cover - exercised in a subprocess
+    raise SystemExit(128 + signum)
+
+
 def _cmd_restore(args: argparse.Namespace) -> int:
-    from psld.images import load_images, load_kernel, load_mask, to_pil
+    from psld.images import load_images, load_kernel, load_mask, require_observed, to_pil
+    from psld.solve import check_device
     from psld.tasks import get_task
 
     task = get_task(args.task)
@@ -164,7 +233,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         raise ValueError(f"--sr-mode must be 'bicubic' or 'average', got {args.sr_mode!r}")
     image = load_images(args.input, "input")
     size = tuple(image.shape[-2:])
-    mask = load_mask(args.mask, size) if args.mask is not None else None
+    mask = require_observed(load_mask(args.mask, size)) if args.mask is not None else None
     if mask is not None and task.kind != "mask":
         raise ValueError(f"task {task.name!r} takes no --mask (only inpaint-random, inpaint-box, destripe)")
     kernel = load_kernel(args.kernel) if args.kernel is not None else None
@@ -176,14 +245,20 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         if task.name == "deblur-motion" and kernel is None:
             raise ValueError("task 'deblur-motion' needs --kernel (a .npy array) unless --simulate")
     out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"output path {str(out_dir)!r} exists and is not a folder")
+    _check_writable(out_dir)
+    stem = f"{Path(args.input).stem}_{task.name}"
+    out_path = out_dir / f"{stem}.png"
+    cmp_path = out_dir / f"{stem}_compare.png"
+    existing = [str(p) for p in (out_path, cmp_path) if p.exists()]
+    if existing and not args.overwrite:
+        raise ValueError(f"output {existing[0]!r} exists; pass --overwrite to replace it")
+    device = check_device(args.device)
 
     _quiet_libraries()
     from psld.models.loading import load_model
     from psld.solve import solve
 
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    model = load_model(args.model, device=device, dtype=args.dtype)
     result = solve(
         image,
         task,
@@ -208,11 +283,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     source = to_pil(image[:1])[0]
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{Path(args.input).stem}_{task.name}"
-    out_path = out_dir / f"{stem}.png"
-    cmp_path = out_dir / f"{stem}_compare.png"
-    restored.save(out_path)
-    _comparison([source, measurement, restored], restored.size).save(cmp_path)
+    comparison = _comparison([source, measurement, restored], restored.size)
+    _save_all([restored, comparison], [out_path, cmp_path])
     print(out_path)
     print(cmp_path)
     return 0
@@ -220,9 +292,16 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``psld`` console script; returns the exit status."""
+    from psld import __version__
+    from psld.sampler import DivergenceError
+
     parser = build_parser()
+    previous = signal.getsignal(signal.SIGTERM)
     try:
         args = parser.parse_args(argv)
+        if args.version:
+            print(f"psld {__version__}")
+            return 0
         if args.command is None:
             parser.print_help()
             return 2
@@ -234,11 +313,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             from psld.evaluation.cli import run_evaluate
 
             return run_evaluate(args)
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate)  # unwind (temporary files removed), exit 143
         return _cmd_restore(args)
-    except (_UsageError, ValueError) as exc:
+    except (_UsageError, ValueError, DivergenceError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"psld: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("psld: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None and signal.getsignal(signal.SIGTERM) is _terminate:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,8 @@ method    guidance added to the DDIM step (gradient w.r.t. z_t)   encoder/decode
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -107,12 +109,13 @@ class PSLDConfig:
         _choice("timestep_spacing", self.timestep_spacing, SPACINGS)
         if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) or self.num_steps < 1:
             raise ValueError(f"num_steps must be a positive int, got {self.num_steps!r}")
-        if not 0.0 <= float(self.eta) <= 1.0:
-            raise ValueError(f"eta must lie in [0, 1], got {self.eta!r}")
-        for name in ("omega", "gamma", "prediction_sigma"):
+        for name in ("eta", "omega", "gamma", "prediction_sigma"):
             value = getattr(self, name)
-            if not float(value) >= 0.0:  # also rejects NaN
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+            real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if not (real and math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+        if not float(self.eta) <= 1.0:
+            raise ValueError(f"eta must lie in [0, 1], got {self.eta!r}")
         for name in ("steps_offset", "model_t_offset"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")

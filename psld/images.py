@@ -23,6 +23,7 @@ __all__ = [
     "load_images",
     "load_mask",
     "load_kernel",
+    "require_observed",
     "pad_to_multiple",
     "to_output",
     "to_pil",
@@ -72,7 +73,27 @@ def _check_range(t: Tensor, what: str) -> Tensor:
     return t.clamp(0, 1)
 
 
-def _pil_to_tensor(im) -> Tensor:
+#: full scale of Pillow's single-channel integer modes (16-bit gray PNG/TIFF open as I;16*, or "I")
+_INT_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0}
+
+
+def _pil_to_tensor(im, what: str = "image") -> Tensor:
+    """``[1, C, H, W]`` in [0, 1], scaled by the image's true bit depth.
+
+    8-bit modes are divided by 255; 16-bit grayscale (``I;16*``, and ``I`` holding 16-bit values) by
+    65535; float images (``F``, e.g. float TIFF) must already lie in [0, 1]. Pillow decodes 16-bit
+    colour PNGs to 8-bit RGB(A), so those are read at 8-bit precision (correctly scaled).
+    """
+    if im.mode in _INT_MODES:
+        arr = np.asarray(im).astype(np.float64)
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if lo < 0 or hi > _INT_MODES[im.mode]:
+            raise ValueError(
+                f"{what} has {im.mode} values in [{lo:g}, {hi:g}]; expected 16-bit values in 0..65535"
+            )
+        return torch.from_numpy((arr / _INT_MODES[im.mode]).astype(np.float32))[None, None]
+    if im.mode == "F":
+        return _check_range(torch.from_numpy(np.asarray(im, dtype=np.float32).copy())[None, None], what)
     if im.mode not in ("RGB", "L"):
         im = im.convert("RGB")
     arr = np.asarray(im, dtype=np.float32) / 255.0
@@ -107,9 +128,9 @@ def _one_image(item: Any, what: str) -> Tensor:
     from PIL import Image
 
     if isinstance(item, (str, os.PathLike)):
-        t = _pil_to_tensor(_open_image(item, what))
+        t = _pil_to_tensor(_open_image(item, what), what)
     elif isinstance(item, Image.Image):
-        t = _pil_to_tensor(item)
+        t = _pil_to_tensor(item, what)
     elif isinstance(item, np.ndarray):
         t = _numpy_to_tensor(item, what)
     elif isinstance(item, Tensor):
@@ -159,7 +180,10 @@ def load_mask(mask: Any, size: tuple[int, int] | None = None) -> Tensor:
         if isinstance(item, (str, os.PathLike)):
             item = _open_image(item, "mask")
         if isinstance(item, Image.Image):
-            m = torch.from_numpy(np.asarray(item.convert("L"), dtype=np.float32) / 255.0)
+            if item.mode in _INT_MODES or item.mode == "F":  # 16-bit or float gray: true bit depth
+                m = _pil_to_tensor(item, "mask")[0, 0]
+            else:
+                m = torch.from_numpy(np.asarray(item.convert("L"), dtype=np.float32) / 255.0)
         elif isinstance(item, (np.ndarray, Tensor)):
             m = torch.as_tensor(np.asarray(item) if isinstance(item, np.ndarray) else item.detach().cpu())
             if m.dtype == torch.uint8 and bool((m > 1).any()):
@@ -185,6 +209,16 @@ def load_mask(mask: Any, size: tuple[int, int] | None = None) -> Tensor:
             f"{size[0]}x{size[1]} (H x W)"
         )
     return out
+
+
+def require_observed(mask: Tensor) -> Tensor:
+    """``mask`` unchanged, or ``ValueError`` when it (or one mask of a batch) observes no pixel."""
+    flat = mask.reshape(-1, *mask.shape[-2:]) if mask.dim() >= 2 else mask.reshape(1, -1)
+    empty = [i for i in range(flat.shape[0]) if not bool((flat[i] > 0).any())]
+    if empty:
+        which = "the mask" if flat.shape[0] == 1 else f"mask {empty[0]} of the batch"
+        raise ValueError(f"{which} observes no pixel (all zero); white/1 marks an observed pixel")
+    return mask
 
 
 def load_kernel(kernel: Any) -> Tensor:

@@ -13,6 +13,11 @@ For each timestep ``t`` (``a = abar_t``, ``a' = abar_prev``)::
 with ``L`` the per-sample norm or squared norm. DPS, latent DPS and GML-DPS are configurations
 (:class:`psld.config.PSLDConfig`). Losses are per sample and summed over the batch, so a batch of B
 problems gives the B single-problem results (given one generator per sample).
+
+Divergence: after the last step (one host sync, none per step) :func:`sample` raises
+:class:`DivergenceError` when a latent or a loss became NaN/inf, and warns with
+:class:`DivergenceWarning` when the final latents left the prior's scale (rule: some sample's latent
+rms ``sqrt(mean(z^2))`` exceeds ``DRIFT_RMS = 100`` times the unit scale of the ``N(0, I)`` prior).
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from psld.operators.base import LinearOperator
 from psld.protocols import Decoder, Encoder, Identity, LatentPrior
 from psld.random import randn_like_batch
 from psld.schedule import DDIMSchedule, ddim_sigma, ddim_step, official_ddim_schedule, predict_z0
+
+#: final latent rms (per sample) above which :func:`sample` warns: 100 prior standard deviations.
+DRIFT_RMS = 100.0
 
 Generator = torch.Generator | list[torch.Generator] | None
 Callback = Callable[[int, int, dict], dict | None]
@@ -50,9 +58,45 @@ class SampleOutput:
     timesteps: Tensor | None = None
 
 
+class DivergenceError(RuntimeError):
+    """Sampling produced non-finite latents or losses (the guidance weights are too large)."""
+
+
+class DivergenceWarning(RuntimeWarning):
+    """The final latents are far outside the prior's scale (rms > :data:`DRIFT_RMS`)."""
+
+
 def _per_sample(r: Tensor, loss: str) -> Tensor:
+    """``||r||^2`` or ``||r||`` per sample; the norm has gradient 0 (not NaN) at ``r = 0``."""
     sq = r.flatten(1).pow(2).sum(1)
-    return sq if loss == "squared" else sq.sqrt()
+    if loss == "squared":
+        return sq
+    positive = sq > 0
+    return torch.where(positive, torch.where(positive, sq, torch.ones_like(sq)).sqrt(), torch.zeros_like(sq))
+
+
+def _check_divergence(config: PSLDConfig, bad: Tensor, z: Tensor, timesteps: Tensor) -> None:
+    """Raise :class:`DivergenceError` naming the first bad step, or warn on latent drift (one sync)."""
+    rms = z.detach().flatten(1).float().pow(2).mean(1).sqrt()
+    summary = torch.stack([bad.any().float(), rms.max() if rms.numel() else rms.new_zeros(())]).cpu()
+    weights = (
+        f"method={config.method!r}, omega={config.omega:g}, gamma={config.gamma:g}, loss={config.loss!r}"
+    )
+    if summary[0] > 0:
+        i = int(bad.float().argmax())
+        raise DivergenceError(
+            f"sampling diverged: non-finite latents or losses first at step {i} of {bad.numel()} "
+            f"(t={int(timesteps[i])}) with {weights}; lower omega/gamma"
+        )
+    if not float(summary[1]) <= DRIFT_RMS:
+        import warnings
+
+        warnings.warn(
+            f"final latent rms {float(summary[1]):.3g} is far outside the prior's scale "
+            f"(> {DRIFT_RMS:g}) with {weights}; the result is likely meaningless, lower omega/gamma",
+            DivergenceWarning,
+            stacklevel=3,
+        )
 
 
 def _glue_operator(operator: LinearOperator, glue: str) -> tuple[LinearOperator, str]:
@@ -178,6 +222,8 @@ def sample(
     ``encoder(A^T y)`` when omitted). ``callback(i, t, state)`` runs after each step with ``state``
     holding ``latents``, ``z0`` and ``x0``; a returned dict with ``"latents"`` replaces them.
     ``method="dps"`` uses the identity encoder/decoder (``encoder``/``decoder`` may be ``None``).
+    Raises :class:`DivergenceError` for non-finite latents or losses, warns :class:`DivergenceWarning`
+    for final latents beyond :data:`DRIFT_RMS` (see the module docstring).
     """
     config = PSLDConfig() if config is None else config
     batch = _check_inputs(operator, y, config, generator, latents)
@@ -195,6 +241,7 @@ def sample(
     glue_op, glue_mode = _glue_operator(operator, config.glue) if config.uses_glue else (operator, None)
     meas_log = torch.zeros(len(sched), batch, device=y.device)
     glue_log = torch.zeros_like(meas_log)
+    nonfinite = torch.zeros(len(sched), dtype=torch.bool, device=y.device)  # per step, no host sync
     steps = range(len(sched))
     if progress:
         from tqdm.auto import tqdm
@@ -225,6 +272,9 @@ def sample(
             update = callback(i, t, {"latents": z, "z0": z0.detach(), "x0": x0})
             if update and "latents" in update:
                 z = update["latents"]
+        nonfinite[i] = ~torch.isfinite(z).all()
+    nonfinite |= ~(torch.isfinite(meas_log).all(1) & torch.isfinite(glue_log).all(1))
+    _check_divergence(config, nonfinite, z, sched.timesteps)
     with torch.no_grad():
         x = decoder(z)
     return SampleOutput(

@@ -27,6 +27,7 @@ noise, so a batch gives the same results as the images solved one at a time.
 
 from __future__ import annotations
 
+import math
 import sys
 import types
 from collections.abc import Callable
@@ -37,13 +38,22 @@ import torch
 from torch import Tensor
 
 from psld.config import PSLDConfig
-from psld.images import OUTPUT_TYPES, lcm, load_images, load_kernel, load_mask, pad_to_multiple, to_output
+from psld.images import (
+    OUTPUT_TYPES,
+    lcm,
+    load_images,
+    load_kernel,
+    load_mask,
+    pad_to_multiple,
+    require_observed,
+    to_output,
+)
 from psld.operators.base import LinearOperator
 from psld.operators.inpainting import MaskOperator
 from psld.sampler import sample
 from psld.tasks import Task, get_task
 
-__all__ = ["solve", "SolveOutput"]
+__all__ = ["solve", "SolveOutput", "check_device"]
 
 
 @dataclass
@@ -66,6 +76,29 @@ class SolveOutput:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+def check_device(device: torch.device | str | None) -> torch.device | None:
+    """``device`` as a ``torch.device`` (``None`` stays ``None``), or a one-line ``ValueError`` when it
+    is not a device name or names an accelerator this machine does not have (e.g. ``cuda`` without CUDA)."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {str(device)!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} requested but MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'mps', got {device!r}")
+    return dev
+
+
 def _generators(generator, seed, batch: int) -> list[torch.Generator] | torch.Generator:
     if generator is not None and seed is not None:
         raise ValueError("pass either generator or seed, not both")
@@ -154,7 +187,7 @@ def _build_task_problem(
     dev = model.device
     x = (x01 * 2 - 1).to(dev)
     if mask is not None:
-        mask = load_mask(mask, (h, w))
+        mask = require_observed(load_mask(mask, (h, w)))
         if mask.dim() == 3 and mask.shape[0] not in (1, b):
             raise ValueError(f"got {mask.shape[0]} masks for {b} images")
     k = load_kernel(kernel) if kernel is not None else None
@@ -291,6 +324,8 @@ def solve(
     (The official code pastes the clean ground truth, which makes its inpainting PSNR optimistic.)
 
     See the module docstring for the real-use/simulation modes, the padding policy and randomness.
+    Bad input raises a one-line ``ValueError`` (a mask observing no pixel, a missing device, ...);
+    a diverged run raises :class:`psld.DivergenceError` (one line: first bad step and the weights).
     """
     from psld.models.loading import LatentModel, load_model
 
@@ -312,14 +347,14 @@ def solve(
         sigma_y = float(sigma_y)
     except (TypeError, ValueError):
         raise ValueError(f"sigma_y must be a number, got {sigma_y!r}") from None
-    if not sigma_y >= 0:
-        raise ValueError(f"sigma_y must be >= 0 (in [0, 1] image units), got {sigma_y!r}")
+    if not (sigma_y >= 0 and math.isfinite(sigma_y)):
+        raise ValueError(f"sigma_y must be a finite number >= 0 (in [0, 1] image units), got {sigma_y!r}")
     x01 = load_images(
         image_or_measurement,
         "image" if (simulate or task is None or task.kind != "sr") else "low-resolution image",
     )
     if not isinstance(model, LatentModel):
-        model = load_model(model, device=device, dtype=dtype)
+        model = load_model(model, device=check_device(device), dtype=dtype)
     if prompt:
         model = model.with_prompt(prompt)
     batch = x01.shape[0]

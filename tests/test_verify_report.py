@@ -39,3 +39,37 @@ def test_unknown_check_and_conflicting_levels(tmp_path):
         report.run_verify(out=tmp_path, only=["nope"], progress=False)
     with pytest.raises(ValueError, match="at most one"):
         report.run_verify(quick=True, thorough=True, out=tmp_path, progress=False)
+
+
+def _slow_check(seconds: float, rows: int):
+    import time
+
+    def fn(**kw):
+        time.sleep(seconds)
+        return [CheckResult(f"t98-slow-{i}", "s", 1.0, 1.0, "equal", True) for i in range(rows)]
+
+    return Check("t98-slow", "slow", fn)
+
+
+def test_seconds_column_is_the_checks_time_not_a_share(monkeypatch):
+    monkeypatch.setitem(CHECKS, "t98-slow", _slow_check(0.3, 4))
+    results = report.run_checks(only=["t98-slow"], progress=False)
+    assert len(results) == 4
+    assert all(r.seconds >= 0.3 for r in results), [r.seconds for r in results]  # a share would be 0.075
+
+
+def test_default_out_folder_when_none(tmp_path, monkeypatch):
+    monkeypatch.setitem(CHECKS, "t98-slow", _slow_check(0.0, 1))
+    monkeypatch.chdir(tmp_path)
+    assert report.run_verify(out=None, only=["t98-slow"], progress=False) == 0
+    assert (tmp_path / "psld-verify" / "report.json").is_file()
+    assert (tmp_path / "psld-verify" / "report.md").is_file()
+
+
+def test_cli_verify_without_out_writes_default_folder(tmp_path, monkeypatch, capsys):
+    from psld.cli import main
+
+    monkeypatch.setitem(CHECKS, "t98-slow", _slow_check(0.0, 1))
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify", "--only", "t98-slow"]) == 0
+    assert json.loads((tmp_path / "psld-verify" / "report.json").read_text())["meta"]["passed"] == 1

@@ -15,8 +15,8 @@ from psld.sampler import DivergenceError, DivergenceWarning, SampleOutput, sampl
 __version__ = "0.1.0"
 
 _LAZY = {
-    "solve": ("psld.solve", "solve"),
-    "SolveOutput": ("psld.solve", "SolveOutput"),
+    "solve": ("psld.restore", "solve"),
+    "SolveOutput": ("psld.restore", "SolveOutput"),
     "load_model": ("psld.models.loading", "load_model"),
     "LatentModel": ("psld.models.loading", "LatentModel"),
     "list_tasks": ("psld.tasks", "list_tasks"),
@@ -41,7 +41,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from psld.evaluation.runner import evaluate
     from psld.models.loading import LatentModel, load_model
-    from psld.solve import SolveOutput, solve
+    from psld.restore import SolveOutput, solve
     from psld.tasks import list_tasks
 
 

@@ -225,7 +225,7 @@ def _terminate(signum, frame):  # pragma: no cover - exercised in a subprocess
 
 def _cmd_restore(args: argparse.Namespace) -> int:
     from psld.images import load_images, load_kernel, load_mask, require_observed, to_pil
-    from psld.solve import check_device
+    from psld.restore import check_device
     from psld.tasks import get_task
 
     task = get_task(args.task)
@@ -256,7 +256,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
     _quiet_libraries()
     from psld.models.loading import load_model
-    from psld.solve import solve
+    from psld.restore import solve
 
     model = load_model(args.model, device=device, dtype=args.dtype)
     result = solve(

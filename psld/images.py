@@ -1,7 +1,7 @@
 """Image, mask and kernel inputs/outputs for :func:`psld.solve` and the ``psld`` command.
 
 Images are returned as float32 tensors ``[B, 3, H, W]`` in [0, 1]; conversion to the core's [-1, 1]
-happens in :mod:`psld.solve`. Accepted image inputs: a file path, a ``PIL.Image``, a numpy array
+happens in :mod:`psld.restore`. Accepted image inputs: a file path, a ``PIL.Image``, a numpy array
 (``HWC``/``HW``, or ``NHWC`` for a batch; ``uint8`` in 0..255 or float in [0, 1]), a torch tensor in
 [0, 1] (``CHW`` or ``NCHW``), or a list of any of these (a batch; all must have the same size).
 Grayscale is repeated to 3 channels and an alpha channel is dropped.

@@ -8,7 +8,7 @@ import torch
 
 import psld
 from psld.config import PSLDConfig
-from psld.solve import check_device
+from psld.restore import check_device
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -35,11 +37,13 @@ def test_import_psld_is_light():
 
 def test_lazy_exports_resolve():
     from psld.models.loading import LatentModel, load_model
-    from psld.solve import SolveOutput
+    from psld.restore import SolveOutput, solve
 
     assert psld.load_model is load_model and psld.LatentModel is LatentModel
     assert psld.SolveOutput is SolveOutput
-    assert callable(psld.solve)  # function, or the callable module after `import psld.solve`
+    assert psld.solve is solve  # the function, whichever submodules were imported before
+    importlib.import_module("psld.restore")  # importing the module must not rebind psld.solve
+    assert psld.solve is solve and isinstance(psld.solve, types.FunctionType)
     with pytest.raises(AttributeError):
         psld.no_such_name  # noqa: B018
 

@@ -297,3 +297,43 @@ def test_model_path_prompt_and_presets(tiny_sd_path, tiny_sd):
     official = psld.PSLDConfig.official("sr4", "sd", num_steps=4)
     out = psld.solve(img, "sr4", model=tiny_sd, simulate=True, seed=0, config=official, **FAST)
     assert out.config.noisy_prediction and out.config.glue == "official"
+
+
+def _box_corner(op) -> tuple[int, int]:
+    """Top-left corner of the unobserved box of a box-inpainting operator (mask 0 inside the box)."""
+    hole = (op.mask.reshape(op.mask.shape[-2:]) == 0).nonzero()
+    return int(hole[:, 0].min()), int(hole[:, 1].min())
+
+
+def test_official_config_places_the_box_at_random_per_image(tiny_sd):
+    """PSLDConfig.official builds the official operator: a random box (16 px margin), seeded per image;
+    the default preset keeps the centred box of the paper."""
+    side = 96  # box 48 px: official top-left corners in [16, 32)
+    cfg = psld.PSLDConfig.official("inpaint-box", num_steps=10)
+    corners = {
+        _box_corner(
+            psld.solve(
+                _image(size=(side, side)),
+                "inpaint-box",
+                model=tiny_sd,
+                simulate=True,
+                seed=s,
+                config=cfg,
+                **FAST,
+            ).operator
+        )
+        for s in range(6)
+    }
+    assert len(corners) > 1, corners  # drawn per seed, not fixed
+    assert all(16 <= r < 32 and 16 <= c < 32 for r, c in corners), corners
+    again = psld.solve(
+        _image(size=(side, side)), "inpaint-box", model=tiny_sd, simulate=True, seed=0, config=cfg, **FAST
+    )
+    first = psld.solve(
+        _image(size=(side, side)), "inpaint-box", model=tiny_sd, simulate=True, seed=0, config=cfg, **FAST
+    )
+    assert _box_corner(again.operator) == _box_corner(first.operator)  # reproducible from the seed
+    default = psld.solve(
+        _image(size=(side, side)), "inpaint-box", model=tiny_sd, simulate=True, seed=3, **FAST
+    )
+    assert _box_corner(default.operator) == (24, 24)  # centred: (96 - 48) / 2

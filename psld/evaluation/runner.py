@@ -482,7 +482,7 @@ def _run_method(method, task, op, x01, y, seed, models, cfg) -> tuple[torch.Tens
         with torch.no_grad():
             x = op.pinv(y)
         return ((x.float() + 1) / 2).clamp(0, 1).cpu(), {"steps": None, "omega": None, "gamma": None}
-    from psld.solve import solve
+    from psld.restore import solve
 
     model = models["pixel" if method == "dps" else "latent"]
     config = _config_for(method, task, model, cfg)

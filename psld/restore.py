@@ -1,4 +1,5 @@
-"""``psld.solve``: restore images with a latent diffusion prior (images in, restored images out).
+"""``psld.restore``: :func:`solve` restores images with a latent diffusion prior (images in, restored
+images out).
 
 Two modes:
 
@@ -28,8 +29,6 @@ noise, so a batch gives the same results as the images solved one at a time.
 from __future__ import annotations
 
 import math
-import sys
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,6 +177,7 @@ def _build_task_problem(
     gens,
     sr_mode: str,
     kernel_correlate: bool = False,
+    protocol: str = "default",
 ) -> _Problem:
     from psld.noise import GaussianNoise
 
@@ -226,14 +226,17 @@ def _build_task_problem(
         sr_mode=sr_mode,
         side=min(h, w),
         kernel_correlate=kernel_correlate,
+        protocol=protocol,
     )
-    if simulate and task.random and pmask is None and k is None and isinstance(gens, list):
+    # the official box is placed at random (seeded per image), so it is drawn like the random tasks
+    randomised = task.random or (protocol == "official" and task.name == "inpaint-box")
+    if simulate and randomised and pmask is None and k is None and isinstance(gens, list):
         op = _stack_ops([task.build_operator(shape, seed=g, **build) for g in gens])
     else:
         seed = gens if isinstance(gens, torch.Generator) else gens[0]
         op = (
             task.build_operator(shape, seed=seed, **build)
-            if (simulate and task.random)
+            if (simulate and randomised)
             else task.build_operator(shape, seed=0, **build)
         )
     if simulate:
@@ -373,6 +376,8 @@ def solve(
             gens=gens,
             sr_mode=sr_mode,
             kernel_correlate=kernel_correlate,
+            # PSLDConfig.official(...) also builds the official operators (random box placement)
+            protocol="official" if cfg.timestep_spacing == "official" else "default",
         )
         pasteable = task.inpainting
     else:
@@ -426,15 +431,3 @@ def solve(
         operator=ops,
         config=cfg,
     )
-
-
-class _CallableModule(types.ModuleType):
-    """``psld.solve`` is both this module and the function: importing the submodule (``from psld.solve
-    import ...``) rebinds the package attribute ``psld.solve`` to the module, so the module forwards
-    calls to :func:`solve` and ``psld.solve(...)`` works in every import order."""
-
-    def __call__(self, *args, **kwargs) -> SolveOutput:
-        return solve(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

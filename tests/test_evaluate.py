@@ -302,3 +302,25 @@ def test_out_not_writable(tmp_path, capsys):
         )
     finally:
         locked.chmod(0o700)
+
+
+def test_a_diverged_run_is_a_row_not_the_end_of_the_set(setup, tmp_path):
+    """omega = 1e30 makes psld non-finite (DivergenceError): the set still completes, the diverged
+    entries are rows with the message and no metrics, the summary counts them apart, pinv is intact."""
+    args = {**setup["args"], "methods": "psld,pinv", "omega": 1e30}
+    out = tmp_path / "diverged"
+    result = psld.evaluate(str(setup["images"]), ["sr4"], out=str(out), progress=False, **args)
+    rows = _by_key(read_rows(out / "results.jsonl"))
+    assert len(rows) == 6 and len(result.rows) == 6
+    for (image, _, method), row in rows.items():
+        if method == "psld":
+            assert "diverged" in row["diverged"] and "omega=1e+30" in row["diverged"]
+            assert row["psnr"] is None and row["ssim"] is None and row["residual"] is None
+            assert not (out / "sr4" / "psld" / f"{image}.png").exists()
+        else:
+            assert "diverged" not in row and row["psnr"] > 0
+            assert (out / "sr4" / "pinv" / f"{image}.png").is_file()
+    summary = {r["method"]: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert summary["psld"]["n"] == "0" and summary["psld"]["diverged"] == "3"
+    assert summary["pinv"]["n"] == "3" and summary["pinv"]["diverged"] == "0"
+    assert "3 run(s) diverged" in (out / "summary.md").read_text()

@@ -3,6 +3,9 @@
 **Summary** (``summary.md``, ``summary.csv``): per (task, method) the number of images and mean ± std
 (population std) of PSNR, SSIM, residual and seconds. Within each task the best method per column is
 marked: bold in Markdown, listed in the CSV's ``best`` column (higher PSNR/SSIM, lower residual).
+A run that raised :class:`psld.DivergenceError` is a row with ``diverged`` (the message) and no metrics:
+``n`` and the means count the other runs, the ``diverged`` column counts these, and the figure cell
+says so.
 
 **Figure** (``figures/<task>.png`` and ``.pdf``, matplotlib Agg): rows = images (at most
 ``FIGURE_ROWS``, in order), columns = ground truth | measurement | each method, labelled (column titles
@@ -29,9 +32,10 @@ FIGURE_ROWS = 8
 CELL_PX, LABEL_PX, TITLE_PX, DPI = 150, 100, 30, 100
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return float(a.mean()), float(a.std())
+def _mean_std(values: list[float | None]) -> tuple[float, float]:
+    """Mean and population std over the values present (``None``: a diverged run); NaN when none is."""
+    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    return (float(a.mean()), float(a.std())) if a.size else (math.nan, math.nan)
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -41,7 +45,8 @@ def summarize(rows: list[dict]) -> list[dict]:
         groups.setdefault((r["task"], r["method"]), []).append(r)
     table = []
     for (task, method), rs in groups.items():
-        entry = {"task": task, "method": method, "n": len(rs)}
+        diverged = sum(1 for r in rs if r.get("diverged"))
+        entry = {"task": task, "method": method, "n": len(rs) - diverged, "diverged": diverged}
         for m in METRICS:
             entry[f"{m}_mean"], entry[f"{m}_std"] = _mean_std([r[m] for r in rs])
         entry["best"] = []
@@ -49,7 +54,9 @@ def summarize(rows: list[dict]) -> list[dict]:
     for task in {e["task"] for e in table}:
         group = [e for e in table if e["task"] == task]
         for m, higher in HIGHER_BETTER.items():
-            values = [e[f"{m}_mean"] for e in group]
+            values = [e[f"{m}_mean"] for e in group if not math.isnan(e[f"{m}_mean"])]
+            if not values:
+                continue
             best = max(values) if higher else min(values)
             for e in group:
                 if e[f"{m}_mean"] == best:
@@ -58,9 +65,11 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def _fmt(x: float) -> str:
-    return (
-        "inf" if math.isinf(x) else f"{x:.4g}" if abs(x) < 1e-2 else f"{x:.3f}" if abs(x) < 10 else f"{x:.2f}"
-    )
+    if math.isnan(x):
+        return "–"  # no run of this (task, method) finished without diverging
+    if math.isinf(x):
+        return "inf"
+    return f"{x:.4g}" if abs(x) < 1e-2 else f"{x:.3f}" if abs(x) < 10 else f"{x:.2f}"
 
 
 def markdown(table: list[dict], notes: dict[str, str]) -> str:
@@ -75,6 +84,12 @@ def markdown(table: list[dict], notes: dict[str, str]) -> str:
             text = f"{_fmt(e[f'{m}_mean'])} ± {_fmt(e[f'{m}_std'])}"
             cells.append(f"**{text}**" if m in e["best"] else text)
         lines.append(f"| {e['task']} | {e['method']} | {e['n']} | " + " | ".join(cells) + " |")
+    for e in table:
+        if e["diverged"]:
+            lines.append(
+                f"\n{e['task']} / {e['method']}: {e['diverged']} run(s) diverged (DivergenceError); "
+                "n and the means count the others; see `diverged` in results.jsonl."
+            )
     by_reason: dict[str, list[str]] = {}
     for metric, reason in notes.items():
         by_reason.setdefault(reason, []).append(metric)
@@ -86,7 +101,8 @@ def markdown(table: list[dict], notes: dict[str, str]) -> str:
 
 def _csv(table: list[dict]) -> str:
     buf = io.StringIO()
-    fields = ["task", "method", "n"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + ["best"]
+    fields = ["task", "method", "n", "diverged"]
+    fields += [f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + ["best"]
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for e in table:
@@ -131,7 +147,15 @@ def figure(out: Path, task: str, images: list[str], methods: list[str]) -> list[
             ax.set_yticks([])
             img = _load(path)
             if img is None:
-                ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=8, transform=ax.transAxes)
+                ax.text(
+                    0.5,
+                    0.5,
+                    "missing or\ndiverged",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    transform=ax.transAxes,
+                )
             else:
                 ax.imshow(img, interpolation="nearest")
             if i == 0:

@@ -393,6 +393,7 @@ def evaluate(
 
     # ------------------------------------------------------------------ output folder and resume state
     from psld.evaluation.metrics import psnr, residual, ssim, unavailable_metrics
+    from psld.sampler import DivergenceError
 
     notes = unavailable_metrics()
     done: set[tuple[str, str, str]] = set()
@@ -436,17 +437,24 @@ def evaluate(
         truth = gt.astype(np.float64) / 255.0
         for method in todo_methods:
             t0 = time.perf_counter()
-            result, info = _run_method(method, task, op, x01, y, seed_e, models, cfg)
-            seconds = time.perf_counter() - t0
-            res_np = result[0].permute(1, 2, 0).double().numpy()
+            try:
+                result, info = _run_method(method, task, op, x01, y, seed_e, models, cfg)
+                res_np = result[0].permute(1, 2, 0).double().numpy()
+                scores = {
+                    "psnr": psnr(res_np, truth),
+                    "ssim": ssim(res_np, truth),
+                    "residual": residual(op, result, y),
+                }
+            except DivergenceError as exc:  # one diverged run is a result (a row), not the end of the set
+                result, info = None, {}
+                message = " ".join(str(exc).split())
+                scores = {"psnr": None, "ssim": None, "residual": None, "diverged": message}
             row = {
                 "image": source.name,
                 "task": task,
                 "method": method,
-                "psnr": psnr(res_np, truth),
-                "ssim": ssim(res_np, truth),
-                "residual": residual(op, result, y),
-                "seconds": seconds,
+                **scores,
+                "seconds": time.perf_counter() - t0,
                 "seed": seed_e,
                 **info,
                 "config": cfg.fingerprint(),
@@ -454,7 +462,8 @@ def evaluate(
                 "finished": time.time(),
             }
             if out_dir is not None:
-                _atomic_png(result[0], out_dir / task / method / f"{source.name}.png")
+                if result is not None:
+                    _atomic_png(result[0], out_dir / task / method / f"{source.name}.png")
                 appender.append(row)
             computed.append(row)
             bar.update(1)

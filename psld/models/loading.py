@@ -184,6 +184,33 @@ class LatentModel:
             "timestep_spacing": self.timestep_spacing,
         }
 
+    def to(
+        self,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        *,
+        vae_dtype: torch.dtype | str | None = None,
+    ) -> LatentModel:
+        """Move the modules in place (like ``torch.nn.Module.to``) and return ``self``.
+
+        ``dtype`` applies to the UNet, the text encoder and the prompt embeddings, ``vae_dtype`` to the
+        autoencoder; ``None`` keeps each one's dtype (``device=None``: the current device).
+        """
+        device = self.device if device is None else torch.device(device)
+        dtype = self.dtype if dtype is None else resolve_dtype(dtype, device)
+        vae_dtype = self.vae_dtype if vae_dtype is None else resolve_dtype(vae_dtype, device)
+        self.prior.unet.to(device=device, dtype=dtype)
+        if self.text_encoder is not None:
+            self.text_encoder.to(device=device, dtype=dtype)
+        for vae in {id(m.vae): m.vae for m in (self.encoder, self.decoder) if hasattr(m, "vae")}.values():
+            vae.to(device=device, dtype=vae_dtype)
+        for name in ("prompt_embeds", "negative_prompt_embeds"):
+            embeds = getattr(self.prior, name)
+            if embeds is not None:
+                setattr(self.prior, name, embeds.to(device=device, dtype=dtype))
+        self.device, self.dtype, self.vae_dtype = device, dtype, vae_dtype
+        return self
+
     def modules(self) -> list[torch.nn.Module]:
         """Every torch module of the model (UNet, autoencoder, text encoder)."""
         mods = [self.prior.unet, self.encoder.vae]
@@ -320,7 +347,64 @@ def _load_text(source: str, index: dict, dtype: torch.dtype):
     return tokenizer, text_encoder
 
 
+_COMPONENTS = ("unet", "vae", "scheduler", "text_encoder", "tokenizer")
+
+
 def load_model(
+    model_id_or_path: str | os.PathLike | Any = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    vae_dtype: torch.dtype | str | None = None,
+    guidance_scale: float = 1.0,
+    prompt: str = "",
+    vae_slicing: bool = False,
+    vae_tiling: bool = False,
+    checkpointing: bool = False,
+    low_memory: bool = False,
+    channels_last: bool = False,
+    **components: Any,
+) -> LatentModel:
+    """A :class:`LatentModel` from a model folder or hub id, a diffusers pipeline, or its components.
+
+    ``model_id_or_path`` is a folder / hub id (see :func:`_load_folder` for the options), a pipeline
+    object (``StableDiffusionPipeline``, ``LDMPipeline``, ...), or ``None`` with the modules given as
+    ``unet=``, ``vae=``, ``scheduler=``, ``text_encoder=``, ``tokenizer=``. Objects are used as they are:
+    no weight is reloaded or copied (:mod:`psld.models.interop`). ``low_memory`` and ``channels_last``
+    are the runtime modes of :func:`psld.models.modes.apply_modes`.
+    """
+    unknown = sorted(set(components) - set(_COMPONENTS))
+    if unknown:
+        raise ValueError(f"load_model got unknown arguments {unknown}; components are {list(_COMPONENTS)}")
+    options = dict(
+        device=device,
+        dtype=dtype,
+        vae_dtype=vae_dtype,
+        guidance_scale=guidance_scale,
+        prompt=prompt,
+        vae_slicing=vae_slicing,
+        vae_tiling=vae_tiling,
+        checkpointing=checkpointing,
+    )
+    if components or not isinstance(model_id_or_path, (str, os.PathLike)):
+        from psld.models import interop
+
+        if components and model_id_or_path is not None:
+            raise ValueError("pass either a model (path, hub id or pipeline) or components, not both")
+        if components:
+            model = interop.from_components(**components, **options)
+        elif model_id_or_path is None:
+            raise ValueError("load_model needs a model folder, hub id or pipeline, or unet=/scheduler=/vae=")
+        else:
+            model = interop.from_pipeline(model_id_or_path, **options)
+    else:
+        model = _load_folder(model_id_or_path, **options)
+    from psld.models.modes import apply_modes
+
+    return apply_modes(model, low_memory=low_memory, channels_last=channels_last)
+
+
+def _load_folder(
     model_id_or_path: str | os.PathLike,
     *,
     device: torch.device | str | None = None,
@@ -346,8 +430,6 @@ def load_model(
     Raises ``ValueError`` with one line for a missing path, a folder that is not a diffusers model, an
     unsupported component, or a hub id that cannot be fetched (offline and not in the cache).
     """
-    if not isinstance(model_id_or_path, (str, os.PathLike)):
-        raise ValueError(f"model must be a folder path or a hub id, got {type(model_id_or_path).__name__}")
     source = os.fspath(model_id_or_path)
     device = default_device() if device is None else torch.device(device)
     dtype = resolve_dtype(dtype, device)

@@ -24,7 +24,9 @@ def ldm_pipe(tiny_ldm_path):
 
 def _same_tensors(module_a, module_b) -> bool:
     pa, pb = list(module_a.parameters()), list(module_b.parameters())
-    return len(pa) == len(pb) and all(a is b and a.data_ptr() == b.data_ptr() for a, b in zip(pa, pb))
+    if len(pa) != len(pb):
+        return False
+    return all(a is b and a.data_ptr() == b.data_ptr() for a, b in zip(pa, pb, strict=True))
 
 
 def _guided_grad(model, seed=0):
@@ -41,7 +43,8 @@ def test_sd_pipeline_shares_weights_and_matches_folder(sd_pipe, tiny_sd):
     ptrs = [p.data_ptr() for p in sd_pipe.unet.parameters()]
     m = psld.load_model(sd_pipe)
     assert m.family == "sd" and m.source == "StableDiffusionPipeline"
-    assert m.prior.unet is sd_pipe.unet and m.decoder.vae is sd_pipe.vae and m.text_encoder is sd_pipe.text_encoder
+    assert m.prior.unet is sd_pipe.unet and m.decoder.vae is sd_pipe.vae
+    assert m.text_encoder is sd_pipe.text_encoder
     assert [p.data_ptr() for p in m.prior.unet.parameters()] == ptrs  # not copied
     assert not any(p.requires_grad for p in sd_pipe.unet.parameters())  # frozen in place
     assert (m.latent_factor, m.latent_channels, m.size_multiple) == (8, 4, 8)
@@ -77,7 +80,9 @@ def test_ldm_pipeline(ldm_pipe, tiny_ldm):
 
 def test_solve_accepts_pipeline(sd_pipe):
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    out = psld.solve(x, "denoise", model=sd_pipe, simulate=True, num_inference_steps=2, seed=0, output_type="pt")
+    out = psld.solve(
+        x, "denoise", model=sd_pipe, simulate=True, num_inference_steps=2, seed=0, output_type="pt"
+    )
     assert out.images.shape == (1, 3, 16, 16) and torch.isfinite(out.images).all()
 
 

@@ -128,7 +128,8 @@ def from_components(
     conditional = _kind(unet) == "UNet2DConditionModel"
     if conditional and (text_encoder is None or tokenizer is None):
         raise ValueError(
-            "a text-conditioned unet (UNet2DConditionModel) needs text_encoder and tokenizer to encode prompts"
+            "a text-conditioned unet (UNet2DConditionModel) needs text_encoder and tokenizer "
+            "to encode prompts"
         )
     if not conditional and (prompt or guidance_scale != 1.0):
         raise ValueError(f"model {source!r} is unconditional: prompt and guidance_scale are not supported")
@@ -149,7 +150,8 @@ def from_components(
     latent_factor = 2 ** (len(blocks) - 1)
     if int(unet.config.in_channels) != latent_channels:
         raise ValueError(
-            f"unet takes {unet.config.in_channels} channels but the vae gives {latent_channels} latent channels"
+            f"unet takes {unet.config.in_channels} channels but the vae gives {latent_channels} "
+            "latent channels"
         )
     unet_multiple = 1 if conditional else 2 ** (len(unet.config.down_block_types) - 1)
     spacing = sched_cfg.get("timestep_spacing", "leading")

@@ -238,10 +238,10 @@ def print_compare(args: argparse.Namespace, report: dict) -> None:
 
 
 def scaling(args: argparse.Namespace) -> dict:
-    """Ours at 256/384/512 (batch 1) and batch 1/2/4 (256), and the low-memory mode at 512: one fresh
-    child process per row, timing its first step (so weights are built once per row, not warmed up)."""
+    """Ours at 256/384/512 (batch 1) and batch 1/2/4 (256), the low-memory mode and the official step for
+    comparison: one fresh child process per row, timing its first step (no warm-up)."""
     configs = [("ours", 256, 1), ("ours", 384, 1), ("ours", 512, 1), ("ours", 256, 2), ("ours", 256, 4)]
-    configs.append(("ours-lowmem", 512, 1))
+    configs += [("ours-lowmem", 512, 1), ("official", 256, 1), ("official", 512, 1)]
     rows = []
     for variant, res, batch in configs:
         r = _spawn(args, variant, res=res, batch=batch, steps=1)

@@ -251,8 +251,9 @@ def solve(
 
     ``task_or_operator``: a task name (:func:`psld.list_tasks`) or a :class:`~psld.operators.LinearOperator`
     on ``(3, H, W)`` images (then the input is ``y`` with ``out_shape``, or the clean image when
-    simulating). ``model``: a :class:`~psld.models.LatentModel` or a folder / hub id loaded with
-    :func:`psld.load_model` (``device``/``dtype`` apply only then). Images: see :mod:`psld.images`;
+    simulating). ``model``: a :class:`~psld.models.LatentModel`, or a folder / hub id / diffusers
+    pipeline loaded with :func:`psld.load_model` (``device``/``dtype`` apply only then). Images: see
+    :mod:`psld.images`;
     a list is a batch. ``num_inference_steps``/``omega``/``gamma`` default to the task preset for the
     model family (:meth:`PSLDConfig.preset`), with the scheduler's offsets from the model; an explicit
     ``config`` is used as given (these three still override it). ``prompt`` conditions SD models.

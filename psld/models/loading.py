@@ -10,6 +10,10 @@ is used). Two layouts are recognised:
 * **Unconditional LDM** (``family="ldm"``): ``unet`` (``UNet2DModel``), ``vqvae`` (``VQModel``) and
   ``scheduler`` (diffusers' ``LDMPipeline`` layout, e.g. ``CompVis/ldm-celebahq-256``).
 
+Pipeline objects and components a user already holds are accepted too, without reloading or copying
+weights (:mod:`psld.models.interop`); runtime modes (low memory, channels-last) are in
+:mod:`psld.models.modes`.
+
 Only the scheduler's *configuration* is used (betas, ``prediction_type``, ``steps_offset``,
 ``set_alpha_to_one``, ``timestep_spacing``): the DDIM loop is the core's own.
 """

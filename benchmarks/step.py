@@ -149,11 +149,18 @@ def _child_args(args: argparse.Namespace, **over) -> list[str]:
 
 def _child(args: argparse.Namespace) -> dict:
     """In a fresh process: the step's memory on the first step, then (scaling) one more timed run."""
+    from psld.models.flops import FlopCounter
+
     bench = Bench(args)
     name = args.child
     first: list[float] = []
-    out = step_memory(lambda: first.append(bench.run(name, 1)[0]), bench.device)
-    out["first_step_s"] = first[0]
+    with FlopCounter() as counter:  # per-op bookkeeping only: no tensors are kept
+        out = step_memory(lambda: first.append(bench.run(name, 1)[0]), bench.device)
+    out["first_step_s"], out["gflop"] = first[0], counter.total / 1e9
+    if name != "official":  # the final no-grad decode of psld.sample is not part of the step
+        with FlopCounter() as dec, torch.no_grad():
+            bench.vae.decode(bench.latents.to(bench.vae.dtype) / bench.vae.config.scaling_factor)
+        out["gflop"] -= dec.total / 1e9
     return out
 
 
@@ -169,6 +176,9 @@ def compare(args: argparse.Namespace) -> dict:
     bench = Bench(args)
     names = args.variants.split(",")
     report: dict = {"variants": {}}
+    if args.pairs == 0:  # FLOP counts only (one step per variant, untimed)
+        report["variants"] = {name: {"gflop": bench.flops(name) / 1e9} for name in names}
+        return report
     first_call = {}
     for name in names:  # warm-up (and compile time for ours-compile)
         t0 = time.perf_counter()
@@ -203,6 +213,10 @@ def compare(args: argparse.Namespace) -> dict:
 
 
 def print_compare(args: argparse.Namespace, report: dict) -> None:
+    if args.pairs == 0:
+        for name, r in report["variants"].items():
+            print(f"{args.arch} {args.res}px batch {args.batch}: {name} {r['gflop']:.0f} GFLOP/step")
+        return
     rows, peak = report["variants"], max(report["roofline"].values())
     names = list(rows)
     base = names[1] if names[0] == "official" and len(names) > 1 else names[0]
@@ -241,18 +255,22 @@ def scaling(args: argparse.Namespace) -> dict:
     """Ours at 256/384/512 (batch 1) and batch 1/2/4 (256), the low-memory mode and the official step for
     comparison: one fresh child process per row, timing its first step (no warm-up)."""
     configs = [("ours", 256, 1), ("ours", 384, 1), ("ours", 512, 1), ("ours", 256, 2), ("ours", 256, 4)]
-    configs += [("ours-lowmem", 512, 1), ("official", 256, 1), ("official", 512, 1)]
+    configs += [("ours-lowmem", 512, 1), ("official", 256, 1)]
+    if args.rows:  # variant:res:batch,...
+        configs = [(v, int(r), int(b)) for v, r, b in (row.split(":") for row in args.rows.split(","))]
     rows = []
     for variant, res, batch in configs:
         r = _spawn(args, variant, res=res, batch=batch, steps=1)
         rows.append({"variant": variant, "res": res, "batch": batch, **r})
         print(
-            f"{variant} {res} batch {batch}: {r['first_step_s']:.1f} s, {r['step_mib']:.0f} MiB",
+            f"row {variant} {res} {batch}: {json.dumps(r)}",
             file=sys.stderr,
         )
     ours = [r for r in rows if r["variant"] == "ours"]
     side = [r for r in ours if r["batch"] == 1]
     batch = [r for r in ours if r["res"] == 256]
+    if len(side) < 2 or len(batch) < 2:
+        return {"rows": rows, "exponents": {}}
     fit = {
         "time_vs_pixels": fit_exponent([r["res"] ** 2 for r in side], [r["first_step_s"] for r in side]),
         "memory_vs_pixels": fit_exponent([r["res"] ** 2 for r in side], [r["step_mib"] for r in side]),
@@ -273,6 +291,8 @@ def print_scaling(args: argparse.Namespace, report: dict) -> None:
             f"{r.get('maxrss_growth_mib', float('nan')):>12.0f}"
         )
     e = report["exponents"]
+    if not e:
+        return
     print(
         f"fitted exponents: time ~ pixels^{e['time_vs_pixels']:.2f}, "
         f"memory ~ pixels^{e['memory_vs_pixels']:.2f}; time ~ batch^{e['time_vs_batch']:.2f}, "
@@ -301,6 +321,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--scaling", action="store_true", help="ours at 256/384/512, batch 1/2/4, low-memory at 512"
     )
+    p.add_argument("--rows", help="scaling rows instead of the default ones: variant:res:batch,...")
     p.add_argument("--no-flops", action="store_true")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--json", help="also write the results to this file")

@@ -89,14 +89,22 @@ def _generators(generator, seed, batch: int) -> list[torch.Generator] | torch.Ge
     raise ValueError(f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}")
 
 
+def _family(model) -> str:
+    """The preset/operator family: pixel-space models use the LDM (256 px) settings."""
+    return "ldm" if model.family == "pixel" else model.family
+
+
 def _config(task: Task | None, model, config, num_inference_steps, omega, gamma) -> PSLDConfig:
+    pixel = model.family == "pixel"
     if config is None:
-        base = task.preset(model.family) if task is not None else PSLDConfig()
-        config = base.replace(**model.scheduler_settings())
+        base = task.preset(_family(model)) if task is not None else PSLDConfig()
+        config = base.replace(**model.scheduler_settings(), **({"method": "dps"} if pixel else {}))
     elif not isinstance(config, PSLDConfig):
         raise ValueError(f"config must be a PSLDConfig, got {type(config).__name__}")
-    if config.method == "dps":
-        raise ValueError("solve runs latent methods (psld, gml, ldps); use psld.sample for pixel-space dps")
+    if config.method == "dps" and not pixel:
+        raise ValueError("method 'dps' needs a pixel-space model (family 'pixel'); this model is latent")
+    if pixel and config.method != "dps":
+        raise ValueError(f"a pixel-space model runs method 'dps' only, got {config.method!r}")
     changes: dict[str, Any] = {}
     if num_inference_steps is not None:
         changes["num_steps"] = num_inference_steps
@@ -156,7 +164,7 @@ def _build_task_problem(
         q = lcm(m, f) // f
         y = pad_to_multiple(x, q)
         hp, wp = y.shape[-2] * f, y.shape[-1] * f
-        op = task.build_operator((3, hp, wp), family=model.family, sr_mode=sr_mode, side=min(h, w) * f)
+        op = task.build_operator((3, hp, wp), family=_family(model), sr_mode=sr_mode, side=min(h, w) * f)
         return _Problem(op, y, (h * f, w * f), (h, w), (hp, wp))
 
     mult = lcm(m, f)
@@ -168,7 +176,7 @@ def _build_task_problem(
         pmask = pad_to_multiple(mm[:, None], mult)[:, 0]
         pmask = pmask[0] if mask.dim() == 2 else pmask
     shape = (3, hp, wp)
-    build = dict(family=model.family, mask=pmask, kernel=k, sr_mode=sr_mode, side=min(h, w))
+    build = dict(family=_family(model), mask=pmask, kernel=k, sr_mode=sr_mode, side=min(h, w))
     if simulate and task.random and pmask is None and k is None and isinstance(gens, list):
         op = _stack_ops([task.build_operator(shape, seed=g, **build) for g in gens])
     else:

@@ -154,3 +154,23 @@ def build_tiny_ldm(path: str | Path, seed: int = 0) -> Path:
     }
     (path / "model_index.json").write_text(json.dumps(index, indent=2))
     return path
+
+
+def build_tiny_pixel(path: str | Path, seed: int = 0) -> Path:
+    """Save a tiny random pixel-space DDPM folder (``UNet2DModel`` on RGB + ``DDPMScheduler``, no VAE)."""
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    unet = UNet2DModel(
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(str(path))
+    return path

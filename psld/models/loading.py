@@ -9,6 +9,10 @@ is used). Two layouts are recognised:
   The safety checker and feature extractor are never loaded.
 * **Unconditional LDM** (``family="ldm"``): ``unet`` (``UNet2DModel``), ``vqvae`` (``VQModel``) and
   ``scheduler`` (diffusers' ``LDMPipeline`` layout, e.g. ``CompVis/ldm-celebahq-256``).
+* **Pixel-space DDPM** (``family="pixel"``): ``unet`` (``UNet2DModel`` on 3-channel images) and
+  ``scheduler`` with no autoencoder (diffusers' ``DDPMPipeline`` layout, e.g. ``google/ddpm-celebahq-256``).
+  The encoder and decoder are the identity (:class:`psld.protocols.Identity`), ``latent_factor`` is 1:
+  the model for pixel-space DPS (``method="dps"``).
 
 Pipeline objects and components a user already holds are accepted too, without reloading or copying
 weights (:mod:`psld.models.interop`); runtime modes (low memory, channels-last) are in
@@ -31,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from psld.protocols import Identity
 from psld.models.adapters import (
     KLDecoder,
     KLEncoder,
@@ -84,7 +89,8 @@ class LatentModel:
     """A loaded latent diffusion model, ready for :func:`psld.sample` / :func:`psld.solve`.
 
     ``prior``/``encoder``/``decoder`` implement the core protocols. ``family`` is ``"sd"`` (text
-    conditioned, KL autoencoder) or ``"ldm"`` (unconditional, VQ); it selects the task presets
+    conditioned, KL autoencoder), ``"ldm"`` (unconditional, VQ) or ``"pixel"`` (unconditional, no
+    autoencoder: identity encoder/decoder, ``latent_factor`` 1); it selects the task presets
     (:meth:`psld.config.PSLDConfig.preset`). ``latent_factor`` is the autoencoder's down-sampling factor
     (8 for SD, 4 for the FFHQ LDM) and ``size_multiple`` the multiple that image sides must have
     (the latent factor times the UNet's own multiple: 1 for ``UNet2DConditionModel``, which handles any
@@ -94,8 +100,8 @@ class LatentModel:
     """
 
     prior: UNetPrior
-    encoder: KLEncoder | VQEncoder
-    decoder: KLDecoder | VQDecoder
+    encoder: KLEncoder | VQEncoder | Identity
+    decoder: KLDecoder | VQDecoder | Identity
     family: str
     latent_factor: int
     latent_channels: int
@@ -217,9 +223,10 @@ class LatentModel:
 
     def modules(self) -> list[torch.nn.Module]:
         """Every torch module of the model (UNet, autoencoder, text encoder)."""
-        mods = [self.prior.unet, self.encoder.vae]
-        if self.decoder.vae is not self.encoder.vae:
-            mods.append(self.decoder.vae)
+        mods = [self.prior.unet]
+        for vae in (getattr(self.encoder, "vae", None), getattr(self.decoder, "vae", None)):
+            if vae is not None and all(vae is not m for m in mods):
+                mods.append(vae)
         if self.text_encoder is not None:
             mods.append(self.text_encoder)
         return mods
@@ -455,7 +462,11 @@ def _load_folder(
     try:
         index = _read_index(source, local)
         unet, unet_cls = _load_unet(source, index, dtype)
-        vae, vae_cls, vae_dtype = _load_vae(source, index, dtype, vae_dtype)
+        pixel = unet_cls == "UNet2DModel" and "vae" not in index and "vqvae" not in index
+        if pixel:
+            vae, vae_cls, vae_dtype = None, None, dtype
+        else:
+            vae, vae_cls, vae_dtype = _load_vae(source, index, dtype, vae_dtype)
         sched_cfg, fallback_ac = _load_scheduler_config(source, index)
         tokenizer, text_encoder = (
             _load_text(source, index, dtype) if unet_cls == "UNet2DConditionModel" else (None, None)
@@ -466,12 +477,15 @@ def _load_folder(
         raise ValueError(f"could not load model {source!r}: {_one_line(exc)}") from None
 
     unet = freeze(unet.to(device))
-    vae = freeze(vae.to(device))
+    vae = freeze(vae.to(device)) if vae is not None else None
     if text_encoder is not None:
         text_encoder = freeze(text_encoder.to(device))
 
     vae_opts = dict(checkpointing=checkpointing, slicing=vae_slicing, tiling=vae_tiling)
-    if vae_cls == "VQModel":
+    if pixel:  # pixel-space DDPM: the "latent" is the image itself
+        encoder = decoder = Identity()
+        latent_factor, latent_channels = 1, 3
+    elif vae_cls == "VQModel":
         encoder, decoder = VQEncoder(vae, **vae_opts), VQDecoder(vae, checkpointing=checkpointing)
         latent_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         latent_channels = int(vae.config.vq_embed_dim or vae.config.latent_channels)
@@ -486,8 +500,8 @@ def _load_folder(
         latent_channels = int(vae.config.latent_channels)
     if int(unet.config.in_channels) != latent_channels:
         raise ValueError(
-            f"model {source!r}: the UNet takes {unet.config.in_channels} channels but the autoencoder gives "
-            f"{latent_channels}"
+            f"model {source!r}: the UNet takes {unet.config.in_channels} channels but "
+            + ("a pixel-space model needs 3 (RGB)" if pixel else f"the autoencoder gives {latent_channels}")
         )
     unet_multiple = 1 if unet_cls == "UNet2DConditionModel" else 2 ** (len(unet.config.down_block_types) - 1)
 
@@ -501,7 +515,7 @@ def _load_folder(
         prior=None,  # type: ignore[arg-type]  # set below
         encoder=encoder,
         decoder=decoder,
-        family="sd" if unet_cls == "UNet2DConditionModel" else "ldm",
+        family="sd" if unet_cls == "UNet2DConditionModel" else "pixel" if pixel else "ldm",
         latent_factor=latent_factor,
         latent_channels=latent_channels,
         size_multiple=latent_factor * unet_multiple,

@@ -130,3 +130,20 @@ def test_bad_objects(sd_pipe, call, match):
 def test_unconditional_pipeline_rejects_prompt(ldm_pipe):
     with pytest.raises(ValueError, match="unconditional"):
         psld.load_model(ldm_pipe, prompt="a face")
+
+
+def test_ddpm_pipeline_is_pixel_family(tmp_path):
+    from diffusers import DDPMPipeline
+    from tiny_models import build_tiny_pixel
+
+    folder = psld.load_model(build_tiny_pixel(tmp_path / "ddpm"), device="cpu")
+    pipe = DDPMPipeline.from_pretrained(tmp_path / "ddpm")
+    m = psld.load_model(pipe)
+    assert m.family == "pixel" and m.prior.unet is pipe.unet and m.source == "DDPMPipeline"
+    assert (m.latent_factor, m.latent_channels, m.size_multiple) == (1, 3, folder.size_multiple)
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert torch.equal(m.encoder(x), x) and torch.equal(m.decoder(x), x)
+    z = torch.randn(1, 3, 16, 16)
+    assert torch.allclose(m.prior.eps(z, 400), folder.prior.eps(z, 400), atol=1e-6)
+    assert m.to(dtype="bf16").prior.unet.dtype == torch.bfloat16  # no autoencoder to move
+    assert psld.load_model(unet=pipe.unet, scheduler=pipe.scheduler, low_memory=True).family == "pixel"

@@ -1,7 +1,8 @@
 """diffusers objects a user already holds as a :class:`~psld.models.loading.LatentModel`.
 
 :func:`from_pipeline` takes a ``StableDiffusionPipeline`` (family ``"sd"``), an ``LDMPipeline``
-(``"ldm"``) or any pipeline-like object with ``unet``, ``scheduler`` and ``vae``/``vqvae`` attributes;
+(``"ldm"``), a ``DDPMPipeline`` (``"pixel"``: no autoencoder, identity encoder/decoder) or any
+pipeline-like object with ``unet``, ``scheduler`` and ``vae``/``vqvae`` attributes;
 :func:`from_components` takes the modules themselves (``unet=``, ``vae=``, ``scheduler=``,
 ``text_encoder=``, ``tokenizer=``). Nothing is reloaded or copied: the model holds the very modules
 (the same parameter tensors), which are frozen in place (``requires_grad_(False)``, ``eval()``).
@@ -27,6 +28,7 @@ from psld.models.adapters import (
     alphas_cumprod_from_config,
     freeze,
 )
+from psld.protocols import Identity
 
 __all__ = ["from_pipeline", "from_components"]
 
@@ -108,7 +110,8 @@ def from_components(
     """A :class:`LatentModel` from diffusers modules.
 
     ``unet``: ``UNet2DConditionModel`` (then ``text_encoder`` and ``tokenizer`` are needed to encode
-    ``prompt``) or ``UNet2DModel``; ``vae``: ``AutoencoderKL``, ``AutoencoderTiny`` or ``VQModel``;
+    ``prompt``) or ``UNet2DModel``; ``vae``: ``AutoencoderKL``, ``AutoencoderTiny`` or ``VQModel``, or
+    ``None`` with a ``UNet2DModel`` on RGB images (a pixel-space model, family ``"pixel"``);
     ``scheduler``: any diffusers scheduler (only its config is used). ``device`` defaults to the UNet's
     device; ``dtype`` (UNet and text encoder) and ``vae_dtype`` default to each module's own dtype, so
     by default nothing is moved or cast. The other options are :func:`psld.load_model`'s.
@@ -117,9 +120,10 @@ def from_components(
 
     if _kind(unet) not in _UNETS:
         raise ValueError(f"unet must be a diffusers {' or '.join(_UNETS)}, got {_kind(unet)}")
-    if vae is None:
+    pixel = vae is None and _kind(unet) == "UNet2DModel"  # DDPMPipeline: pixel-space model
+    if vae is None and not pixel:
         raise ValueError(f"vae must be a diffusers {', '.join(_VAES)} (model {source!r} has none)")
-    if _kind(vae) not in _VAES:
+    if not pixel and _kind(vae) not in _VAES:
         raise ValueError(f"vae must be a diffusers {', '.join(_VAES)}, got {_kind(vae)}")
     sched_cfg, fallback_ac = _scheduler_config(scheduler)
     device = _first_param(unet).device if device is None else torch.device(device)
@@ -138,20 +142,23 @@ def from_components(
     vae = _place(vae, "vae", device, vae_dtype)
     text_encoder = _place(text_encoder, "text_encoder", device, dtype) if conditional else None
     vae_opts = dict(checkpointing=checkpointing, slicing=vae_slicing, tiling=vae_tiling)
-    if _kind(vae) == "VQModel":
+    if pixel:  # the "latent" is the image: identity encoder/decoder
+        encoder = decoder = Identity()
+        latent_channels, latent_factor = 3, 1
+    elif _kind(vae) == "VQModel":
         encoder, decoder = VQEncoder(vae, **vae_opts), VQDecoder(vae, checkpointing=checkpointing)
         latent_channels = int(vae.config.vq_embed_dim or vae.config.latent_channels)
-        blocks = vae.config.block_out_channels
+        latent_factor = 2 ** (len(vae.config.block_out_channels) - 1)
     else:
         encoder, decoder = KLEncoder(vae, **vae_opts), KLDecoder(vae, checkpointing=checkpointing)
         latent_channels = int(vae.config.latent_channels)
         tiny = _kind(vae) == "AutoencoderTiny"
         blocks = vae.config.encoder_block_out_channels if tiny else vae.config.block_out_channels
-    latent_factor = 2 ** (len(blocks) - 1)
+        latent_factor = 2 ** (len(blocks) - 1)
     if int(unet.config.in_channels) != latent_channels:
         raise ValueError(
-            f"unet takes {unet.config.in_channels} channels but the vae gives {latent_channels} "
-            "latent channels"
+            f"unet takes {unet.config.in_channels} channels but "
+            + ("a pixel-space model needs 3 (RGB)" if pixel else f"the vae gives {latent_channels}")
         )
     unet_multiple = 1 if conditional else 2 ** (len(unet.config.down_block_types) - 1)
     spacing = sched_cfg.get("timestep_spacing", "leading")
@@ -159,7 +166,7 @@ def from_components(
         prior=None,  # type: ignore[arg-type]  # set below
         encoder=encoder,
         decoder=decoder,
-        family="sd" if conditional else "ldm",
+        family="sd" if conditional else "pixel" if pixel else "ldm",
         latent_factor=latent_factor,
         latent_channels=latent_channels,
         size_multiple=latent_factor * unet_multiple,
@@ -168,7 +175,7 @@ def from_components(
         timestep_spacing=spacing if spacing in _SPACINGS else "leading",
         device=device,
         dtype=_first_param(unet).dtype,
-        vae_dtype=_first_param(vae).dtype,
+        vae_dtype=_first_param(vae if not pixel else unet).dtype,
         source=source,
         tokenizer=tokenizer if conditional else None,
         text_encoder=text_encoder,

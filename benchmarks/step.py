@@ -154,8 +154,11 @@ def _child(args: argparse.Namespace) -> dict:
     bench = Bench(args)
     name = args.child
     first: list[float] = []
+    cpu0 = time.process_time()
     with FlopCounter() as counter:  # per-op bookkeeping only: no tensors are kept
         out = step_memory(lambda: first.append(bench.run(name, 1)[0]), bench.device)
+    # CPU seconds of this process during the step (with the final decode): robust to a shared machine
+    out["first_step_cpu_s"] = time.process_time() - cpu0
     out["first_step_s"], out["gflop"] = first[0], counter.total / 1e9
     if name != "official":  # the final no-grad decode of psld.sample is not part of the step
         with FlopCounter() as dec, torch.no_grad():

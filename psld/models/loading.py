@@ -35,7 +35,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from psld.protocols import Identity
 from psld.models.adapters import (
     KLDecoder,
     KLEncoder,
@@ -45,6 +44,7 @@ from psld.models.adapters import (
     alphas_cumprod_from_config,
     freeze,
 )
+from psld.protocols import Identity
 
 __all__ = ["LatentModel", "load_model", "resolve_dtype", "default_device"]
 

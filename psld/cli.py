@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sr-mode", default="bicubic", help="super-resolution operator: bicubic or average")
     r.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     r.add_argument("--dtype", help="UNet dtype: fp32, fp16 or bf16 (default: fp16 on cuda, fp32 on cpu)")
+    r.add_argument("--low-memory", action="store_true", help="checkpoint UNet/VAE blocks: less memory")
     r.add_argument("--prompt", default="", help="text prompt for Stable Diffusion models (default empty)")
     r.add_argument("--no-paste", action="store_true", help="do not paste the observed pixels (inpainting)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -225,7 +226,7 @@ def _terminate(signum, frame):  # pragma: no cover - exercised in a subprocess
 
 def _cmd_restore(args: argparse.Namespace) -> int:
     from psld.images import load_images, load_kernel, load_mask, require_observed, to_pil
-    from psld.restore import check_device
+    from psld.models.loading import check_device
     from psld.tasks import get_task
 
     task = get_task(args.task)
@@ -258,7 +259,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     from psld.models.loading import load_model
     from psld.restore import solve
 
-    model = load_model(args.model, device=device, dtype=args.dtype)
+    model = load_model(args.model, device=device, dtype=args.dtype, low_memory=args.low_memory)
     result = solve(
         image,
         task,

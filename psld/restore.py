@@ -47,6 +47,7 @@ from psld.images import (
     require_observed,
     to_output,
 )
+from psld.models.loading import check_device
 from psld.operators.base import LinearOperator
 from psld.operators.inpainting import MaskOperator
 from psld.sampler import sample
@@ -75,27 +76,6 @@ class SolveOutput:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def check_device(device: torch.device | str | None) -> torch.device | None:
-    """``device`` as a ``torch.device`` (``None`` stays ``None``), or a one-line ``ValueError`` when it
-    is not a device name or names an accelerator this machine does not have (e.g. ``cuda`` without CUDA)."""
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} requested but CUDA is not available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {str(device)!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
-            )
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {str(device)!r} requested but MPS is not available on this machine")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'mps', got {device!r}")
-    return dev
 
 
 def _generators(generator, seed, batch: int) -> list[torch.Generator] | torch.Generator:
@@ -313,8 +293,9 @@ def solve(
 
     ``task_or_operator``: a task name (:func:`psld.list_tasks`) or a :class:`~psld.operators.LinearOperator`
     on ``(3, H, W)`` images (then the input is ``y`` with ``out_shape``, or the clean image when
-    simulating). ``model``: a :class:`~psld.models.LatentModel` or a folder / hub id loaded with
-    :func:`psld.load_model` (``device``/``dtype`` apply only then). Images: see :mod:`psld.images`;
+    simulating). ``model``: a :class:`~psld.models.LatentModel`, or a folder / hub id / diffusers
+    pipeline loaded with :func:`psld.load_model` (``device``/``dtype`` apply only then). Images: see
+    :mod:`psld.images`;
     a list is a batch. ``num_inference_steps``/``omega``/``gamma`` default to the task preset for the
     model family (:meth:`PSLDConfig.preset`), with the scheduler's offsets from the model; an explicit
     ``config`` is used as given (these three still override it). ``prompt`` conditions SD models.

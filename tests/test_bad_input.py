@@ -70,3 +70,9 @@ def test_unknown_device_names(device):
 
 def test_cpu_device_accepted():
     assert check_device("cpu") == torch.device("cpu") and check_device(None) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_load_model_on_missing_cuda_is_a_clear_value_error(tiny_sd_path):
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        psld.load_model(tiny_sd_path, device="cuda")

@@ -14,6 +14,10 @@ is used). Two layouts are recognised:
   The encoder and decoder are the identity (:class:`psld.protocols.Identity`), ``latent_factor`` is 1:
   the model for pixel-space DPS (``method="dps"``).
 
+Pipeline objects and components a user already holds are accepted too, without reloading or copying
+weights (:mod:`psld.models.interop`); runtime modes (low memory, channels-last) are in
+:mod:`psld.models.modes`.
+
 Only the scheduler's *configuration* is used (betas, ``prediction_type``, ``steps_offset``,
 ``set_alpha_to_one``, ``timestep_spacing``): the DDIM loop is the core's own.
 """
@@ -42,7 +46,7 @@ from psld.models.adapters import (
 )
 from psld.protocols import Identity
 
-__all__ = ["LatentModel", "load_model", "resolve_dtype", "default_device"]
+__all__ = ["LatentModel", "load_model", "resolve_dtype", "default_device", "check_device"]
 
 _DTYPES = {
     "fp32": torch.float32,
@@ -61,6 +65,29 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 def default_device() -> torch.device:
     """``cuda`` when available, else ``cpu``."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_device(device: torch.device | str | None) -> torch.device | None:
+    """``device`` as a ``torch.device`` (``None`` stays ``None``), or a one-line ``ValueError`` when it
+    is not a device name or names an accelerator this machine does not have (e.g. ``cuda`` without CUDA)."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {str(device)!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} requested but MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'mps', got {device!r}")
+    return dev
 
 
 def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
@@ -189,6 +216,33 @@ class LatentModel:
             "set_alpha_to_one": self.set_alpha_to_one,
             "timestep_spacing": self.timestep_spacing,
         }
+
+    def to(
+        self,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        *,
+        vae_dtype: torch.dtype | str | None = None,
+    ) -> LatentModel:
+        """Move the modules in place (like ``torch.nn.Module.to``) and return ``self``.
+
+        ``dtype`` applies to the UNet, the text encoder and the prompt embeddings, ``vae_dtype`` to the
+        autoencoder; ``None`` keeps each one's dtype (``device=None``: the current device).
+        """
+        device = self.device if device is None else torch.device(device)
+        dtype = self.dtype if dtype is None else resolve_dtype(dtype, device)
+        vae_dtype = self.vae_dtype if vae_dtype is None else resolve_dtype(vae_dtype, device)
+        self.prior.unet.to(device=device, dtype=dtype)
+        if self.text_encoder is not None:
+            self.text_encoder.to(device=device, dtype=dtype)
+        for vae in {id(m.vae): m.vae for m in (self.encoder, self.decoder) if hasattr(m, "vae")}.values():
+            vae.to(device=device, dtype=vae_dtype)
+        for name in ("prompt_embeds", "negative_prompt_embeds"):
+            embeds = getattr(self.prior, name)
+            if embeds is not None:
+                setattr(self.prior, name, embeds.to(device=device, dtype=dtype))
+        self.device, self.dtype, self.vae_dtype = device, dtype, vae_dtype
+        return self
 
     def modules(self) -> list[torch.nn.Module]:
         """Every torch module of the model (UNet, autoencoder, text encoder)."""
@@ -327,7 +381,64 @@ def _load_text(source: str, index: dict, dtype: torch.dtype):
     return tokenizer, text_encoder
 
 
+_COMPONENTS = ("unet", "vae", "scheduler", "text_encoder", "tokenizer")
+
+
 def load_model(
+    model_id_or_path: str | os.PathLike | Any = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    vae_dtype: torch.dtype | str | None = None,
+    guidance_scale: float = 1.0,
+    prompt: str = "",
+    vae_slicing: bool = False,
+    vae_tiling: bool = False,
+    checkpointing: bool = False,
+    low_memory: bool = False,
+    channels_last: bool = False,
+    **components: Any,
+) -> LatentModel:
+    """A :class:`LatentModel` from a model folder or hub id, a diffusers pipeline, or its components.
+
+    ``model_id_or_path`` is a folder / hub id (see :func:`_load_folder` for the options), a pipeline
+    object (``StableDiffusionPipeline``, ``LDMPipeline``, ...), or ``None`` with the modules given as
+    ``unet=``, ``vae=``, ``scheduler=``, ``text_encoder=``, ``tokenizer=``. Objects are used as they are:
+    no weight is reloaded or copied (:mod:`psld.models.interop`). ``low_memory`` and ``channels_last``
+    are the runtime modes of :func:`psld.models.modes.apply_modes`.
+    """
+    unknown = sorted(set(components) - set(_COMPONENTS))
+    if unknown:
+        raise ValueError(f"load_model got unknown arguments {unknown}; components are {list(_COMPONENTS)}")
+    options = dict(
+        device=check_device(device),
+        dtype=dtype,
+        vae_dtype=vae_dtype,
+        guidance_scale=guidance_scale,
+        prompt=prompt,
+        vae_slicing=vae_slicing,
+        vae_tiling=vae_tiling,
+        checkpointing=checkpointing,
+    )
+    if components or not isinstance(model_id_or_path, (str, os.PathLike)):
+        from psld.models import interop
+
+        if components and model_id_or_path is not None:
+            raise ValueError("pass either a model (path, hub id or pipeline) or components, not both")
+        if components:
+            model = interop.from_components(**components, **options)
+        elif model_id_or_path is None:
+            raise ValueError("load_model needs a model folder, hub id or pipeline, or unet=/scheduler=/vae=")
+        else:
+            model = interop.from_pipeline(model_id_or_path, **options)
+    else:
+        model = _load_folder(model_id_or_path, **options)
+    from psld.models.modes import apply_modes
+
+    return apply_modes(model, low_memory=low_memory, channels_last=channels_last)
+
+
+def _load_folder(
     model_id_or_path: str | os.PathLike,
     *,
     device: torch.device | str | None = None,
@@ -353,8 +464,6 @@ def load_model(
     Raises ``ValueError`` with one line for a missing path, a folder that is not a diffusers model, an
     unsupported component, or a hub id that cannot be fetched (offline and not in the cache).
     """
-    if not isinstance(model_id_or_path, (str, os.PathLike)):
-        raise ValueError(f"model must be a folder path or a hub id, got {type(model_id_or_path).__name__}")
     source = os.fspath(model_id_or_path)
     device = default_device() if device is None else torch.device(device)
     dtype = resolve_dtype(dtype, device)

@@ -87,7 +87,7 @@ class Bench:
     def run(self, name: str, steps: int) -> tuple[float, torch.Tensor]:
         """Seconds per step over ``steps`` steps (final decode excluded) and the final latent."""
         from psld.models.adapters import KLDecoder, KLEncoder, UNetPrior, alphas_cumprod_from_config
-        from psld.sampler import sample
+        from psld.sampler import sample, schedule_for
         from psld.schedule import DDIMSchedule
 
         unet, vae = self._models(name)
@@ -103,7 +103,9 @@ class Bench:
         sync(self.device)
         start = time.perf_counter()
         if name == "official":
-            sched = DDIMSchedule.create(ac, steps, steps_offset=cfg.steps_offset, set_alpha_to_one=False)
+            # the official timesteps and abar pairs (the UNet sees `seen`, e.g. t + 1 at 1000 steps)
+            abar_sched, seen = schedule_for(cfg, ac)
+            sched = DDIMSchedule(seen, abar_sched.alpha, abar_sched.alpha_prev)
             z = official_steps(
                 unet, vae, self.embeds.to(unet.dtype), self.op, self.y, self.latents, sched, self.gens(),
                 omega=cfg.omega, gamma=cfg.gamma, on_step=mark,

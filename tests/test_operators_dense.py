@@ -169,7 +169,9 @@ def test_noisy_pinv_on_rank_deficient_compositions_is_minimum_norm(name):
 
 def test_cgls_error_bound_and_stopping_rule():
     """Stated bound: ``||x - A^+ y|| <= ratio ||A^T y|| / s_min^2``, for any iterate (also unconverged)."""
-    op = MotionBlur((1, 9, 7), 5, 0.8, seed=4)
+    # psld's smooth kernel, the one this was written on: with the official-style default kernel the
+    # recursive CGLS residual ends up to 3e-12 away from the recomputed one (round-off), above atol 1e-13
+    op = MotionBlur((1, 9, 7), 5, 0.8, seed=4, kind="smooth", correlate=False)
     A = dense(op, 0)
     sv = torch.linalg.svdvals(A)
     s_min = float(sv[sv > RCOND * sv[0]][-1])

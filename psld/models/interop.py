@@ -30,7 +30,7 @@ from psld.models.adapters import (
 )
 from psld.protocols import Identity
 
-__all__ = ["from_pipeline", "from_components"]
+__all__ = ["from_pipeline", "from_components", "assemble", "check_conditioning"]
 
 _UNETS = ("UNet2DConditionModel", "UNet2DModel")
 _VAES = ("AutoencoderKL", "AutoencoderTiny", "VQModel")
@@ -116,7 +116,7 @@ def from_components(
     device; ``dtype`` (UNet and text encoder) and ``vae_dtype`` default to each module's own dtype, so
     by default nothing is moved or cast. The other options are :func:`psld.load_model`'s.
     """
-    from psld.models.loading import LatentModel, resolve_dtype
+    from psld.models.loading import resolve_dtype
 
     if _kind(unet) not in _UNETS:
         raise ValueError(f"unet must be a diffusers {' or '.join(_UNETS)}, got {_kind(unet)}")
@@ -130,18 +130,67 @@ def from_components(
     dtype = None if dtype is None else resolve_dtype(dtype, device)
     vae_dtype = None if vae_dtype is None else resolve_dtype(vae_dtype, device)
     conditional = _kind(unet) == "UNet2DConditionModel"
-    if conditional and (text_encoder is None or tokenizer is None):
-        raise ValueError(
-            "a text-conditioned unet (UNet2DConditionModel) needs text_encoder and tokenizer "
-            "to encode prompts"
-        )
-    if not conditional and (prompt or guidance_scale != 1.0):
-        raise ValueError(f"model {source!r} is unconditional: prompt and guidance_scale are not supported")
+    check_conditioning(unet, text_encoder, tokenizer, prompt, guidance_scale, source)
 
     unet = _place(unet, "unet", device, dtype)
     vae = _place(vae, "vae", device, vae_dtype)
     text_encoder = _place(text_encoder, "text_encoder", device, dtype) if conditional else None
-    vae_opts = dict(checkpointing=checkpointing, slicing=vae_slicing, tiling=vae_tiling)
+    return assemble(
+        unet,
+        vae,
+        sched_cfg,
+        fallback_ac,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer if conditional else None,
+        device=device,
+        checkpointing=checkpointing,
+        slicing=vae_slicing,
+        tiling=vae_tiling,
+        prompt=prompt,
+        guidance_scale=guidance_scale,
+        source=source,
+    )
+
+
+def check_conditioning(unet: Any, text_encoder: Any, tokenizer: Any, prompt: str, guidance_scale: float,
+                       source: str) -> None:  # fmt: skip
+    """A text-conditioned UNet needs a text encoder and tokenizer; an unconditional one takes no prompt."""
+    if _kind(unet) == "UNet2DConditionModel":
+        if text_encoder is None or tokenizer is None:
+            raise ValueError(
+                f"model {source!r}: a text-conditioned unet (UNet2DConditionModel) needs text_encoder and "
+                "tokenizer to encode prompts"
+            )
+    elif prompt or guidance_scale != 1.0:
+        raise ValueError(f"model {source!r} is unconditional: prompt and guidance_scale are not supported")
+
+
+def assemble(
+    unet: Any,
+    vae: Any,
+    sched_cfg: dict,
+    fallback_ac: torch.Tensor | None,
+    *,
+    text_encoder: Any,
+    tokenizer: Any,
+    device: torch.device,
+    checkpointing: bool,
+    slicing: bool,
+    tiling: bool,
+    prompt: str,
+    guidance_scale: float,
+    source: str,
+) -> Any:
+    """The :class:`LatentModel` of placed, frozen modules: adapters, sizes, scheduler settings, prior.
+
+    The one assembly step of :func:`from_components` and of folder loading (:func:`psld.load_model`):
+    ``vae=None`` with a ``UNet2DModel`` is the pixel family (identity encoder/decoder).
+    """
+    from psld.models.loading import LatentModel
+
+    conditional = _kind(unet) == "UNet2DConditionModel"
+    pixel = vae is None
+    vae_opts = dict(checkpointing=checkpointing, slicing=slicing, tiling=tiling)
     if pixel:  # the "latent" is the image: identity encoder/decoder
         encoder = decoder = Identity()
         latent_channels, latent_factor = 3, 1
@@ -157,8 +206,8 @@ def from_components(
         latent_factor = 2 ** (len(blocks) - 1)
     if int(unet.config.in_channels) != latent_channels:
         raise ValueError(
-            f"unet takes {unet.config.in_channels} channels but "
-            + ("a pixel-space model needs 3 (RGB)" if pixel else f"the vae gives {latent_channels}")
+            f"model {source!r}: the UNet takes {unet.config.in_channels} channels but "
+            + ("a pixel-space model needs 3 (RGB)" if pixel else f"the autoencoder gives {latent_channels}")
         )
     unet_multiple = 1 if conditional else 2 ** (len(unet.config.down_block_types) - 1)
     spacing = sched_cfg.get("timestep_spacing", "leading")
@@ -177,7 +226,7 @@ def from_components(
         dtype=_first_param(unet).dtype,
         vae_dtype=_first_param(vae if not pixel else unet).dtype,
         source=source,
-        tokenizer=tokenizer if conditional else None,
+        tokenizer=tokenizer,
         text_encoder=text_encoder,
     )
     alphas_cumprod = alphas_cumprod_from_config(sched_cfg, fallback_ac)

@@ -41,7 +41,6 @@ from psld.models.adapters import (
     UNetPrior,
     VQDecoder,
     VQEncoder,
-    alphas_cumprod_from_config,
     freeze,
 )
 from psld.protocols import Identity
@@ -58,7 +57,6 @@ _DTYPES = {
     "bf16": torch.bfloat16,
     "bfloat16": torch.bfloat16,
 }
-_SPACINGS = ("leading", "trailing", "linspace")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 
@@ -487,9 +485,9 @@ def _load_folder(
         unet, unet_cls = _load_unet(source, index, dtype)
         pixel = unet_cls == "UNet2DModel" and "vae" not in index and "vqvae" not in index
         if pixel:
-            vae, vae_cls, vae_dtype = None, None, dtype
+            vae = None
         else:
-            vae, vae_cls, vae_dtype = _load_vae(source, index, dtype, vae_dtype)
+            vae, _, vae_dtype = _load_vae(source, index, dtype, vae_dtype)
         sched_cfg, fallback_ac = _load_scheduler_config(source, index)
         tokenizer, text_encoder = (
             _load_text(source, index, dtype) if unet_cls == "UNet2DConditionModel" else (None, None)
@@ -499,77 +497,25 @@ def _load_folder(
     except Exception as exc:  # deep diffusers / transformers / hub / safetensors errors
         raise ValueError(f"could not load model {source!r}: {_one_line(exc)}") from None
 
+    from psld.models.interop import assemble, check_conditioning
+
+    check_conditioning(unet, text_encoder, tokenizer, prompt, guidance_scale, source)
     unet = freeze(unet.to(device))
     vae = freeze(vae.to(device)) if vae is not None else None
     if text_encoder is not None:
         text_encoder = freeze(text_encoder.to(device))
-
-    vae_opts = dict(checkpointing=checkpointing, slicing=vae_slicing, tiling=vae_tiling)
-    if pixel:  # pixel-space DDPM: the "latent" is the image itself
-        encoder = decoder = Identity()
-        latent_factor, latent_channels = 1, 3
-    elif vae_cls == "VQModel":
-        encoder, decoder = VQEncoder(vae, **vae_opts), VQDecoder(vae, checkpointing=checkpointing)
-        latent_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        latent_channels = int(vae.config.vq_embed_dim or vae.config.latent_channels)
-    else:
-        encoder, decoder = KLEncoder(vae, **vae_opts), KLDecoder(vae, checkpointing=checkpointing)
-        blocks = (
-            vae.config.encoder_block_out_channels
-            if vae_cls == "AutoencoderTiny"
-            else vae.config.block_out_channels
-        )
-        latent_factor = 2 ** (len(blocks) - 1)
-        latent_channels = int(vae.config.latent_channels)
-    if int(unet.config.in_channels) != latent_channels:
-        raise ValueError(
-            f"model {source!r}: the UNet takes {unet.config.in_channels} channels but "
-            + ("a pixel-space model needs 3 (RGB)" if pixel else f"the autoencoder gives {latent_channels}")
-        )
-    unet_multiple = 1 if unet_cls == "UNet2DConditionModel" else 2 ** (len(unet.config.down_block_types) - 1)
-
-    alphas_cumprod = alphas_cumprod_from_config(sched_cfg, fallback_ac)
-    prediction_type = sched_cfg.get("prediction_type", "epsilon")
-    spacing = sched_cfg.get("timestep_spacing", "leading")
-    if spacing not in _SPACINGS:
-        spacing = "leading"
-
-    model = LatentModel(
-        prior=None,  # type: ignore[arg-type]  # set below
-        encoder=encoder,
-        decoder=decoder,
-        family="sd" if unet_cls == "UNet2DConditionModel" else "pixel" if pixel else "ldm",
-        latent_factor=latent_factor,
-        latent_channels=latent_channels,
-        size_multiple=latent_factor * unet_multiple,
-        steps_offset=int(sched_cfg.get("steps_offset", 0) or 0),
-        set_alpha_to_one=bool(sched_cfg.get("set_alpha_to_one", True)),
-        timestep_spacing=spacing,
-        device=device,
-        dtype=dtype,
-        vae_dtype=vae_dtype,
-        source=source,
-        tokenizer=tokenizer,
+    return assemble(
+        unet,
+        vae,
+        sched_cfg,
+        fallback_ac,
         text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        device=device,
+        checkpointing=checkpointing,
+        slicing=vae_slicing,
+        tiling=vae_tiling,
+        prompt=prompt,
+        guidance_scale=guidance_scale,
+        source=source,
     )
-    if unet_cls == "UNet2DConditionModel":
-        if text_encoder is None:
-            raise ValueError(
-                f"model {source!r} is text conditioned but has no tokenizer/text_encoder to encode prompts"
-            )
-        embeds = model.encode_prompt(prompt)
-        model.prior = UNetPrior(
-            unet,
-            alphas_cumprod,
-            prediction_type=prediction_type,
-            prompt_embeds=embeds,
-            negative_prompt_embeds=model.encode_prompt("") if prompt else embeds,
-            guidance_scale=guidance_scale,
-        )
-    else:
-        if prompt or guidance_scale != 1.0:
-            raise ValueError(
-                f"model {source!r} is unconditional: prompt and guidance_scale are not supported"
-            )
-        model.prior = UNetPrior(unet, alphas_cumprod, prediction_type=prediction_type)
-    return model

@@ -46,6 +46,18 @@ from torch import Tensor
 
 from psld.operators.base import LinearOperator, as_generator, check_shape
 
+
+def motion_intensity(intensity) -> float:
+    """``intensity`` as a float in [0, 1] (both motion-kernel generators), or a one-line ``ValueError``."""
+    try:
+        intensity = float(intensity)
+    except (TypeError, ValueError):
+        raise ValueError(f"intensity must be a number in [0, 1], got {intensity!r}") from None
+    if not 0.0 <= intensity <= 1.0:
+        raise ValueError(f"intensity must lie in [0, 1], got {intensity!r}")
+    return intensity
+
+
 _BOUNDARIES = ("reflect", "circular")
 _METHODS = ("auto", "direct", "fft")
 #: Non-separable kernels with more taps than this use FFT convolution under ``method="auto"``.
@@ -410,12 +422,7 @@ def motion_kernel(kernel_size: int, intensity: float, seed: int | torch.Generato
     bilinear weights. ``intensity = 0`` gives a short straight streak; 1 gives long, curved ones.
     """
     kernel_size = _odd_size("kernel_size", kernel_size)
-    try:
-        intensity = float(intensity)
-    except (TypeError, ValueError):
-        raise ValueError(f"intensity must be a number in [0, 1], got {intensity!r}") from None
-    if not 0.0 <= intensity <= 1.0:
-        raise ValueError(f"intensity must lie in [0, 1], got {intensity!r}")
+    intensity = motion_intensity(intensity)
     g = as_generator(seed)
     radius = (kernel_size - 1) / 2
     k = torch.zeros(kernel_size * kernel_size, dtype=torch.float64)

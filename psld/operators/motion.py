@@ -102,15 +102,11 @@ def random_walk_motion_kernel(
     from PIL import Image, ImageDraw, ImageFilter
 
     from psld.operators.base import as_generator
+    from psld.operators.blur import motion_intensity
 
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
         raise ValueError(f"kernel_size must be a positive int, got {kernel_size!r}")
-    try:
-        intensity = float(intensity)
-    except (TypeError, ValueError):
-        raise ValueError(f"intensity must be a number in [0, 1], got {intensity!r}") from None
-    if not 0.0 <= intensity <= 1.0:
-        raise ValueError(f"intensity must lie in [0, 1], got {intensity!r}")
+    intensity = motion_intensity(intensity)
     g = as_generator(seed)
     canvas = 2 * kernel_size
     diag = math.sqrt(2.0) * canvas

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from psld.config import PSLDConfig
 from psld.operators.base import LinearOperator
 from psld.protocols import Identity
-from psld.sampler import guidance, sample
+from psld.sampler import DivergenceWarning, guidance, sample
 from psld.schedule import make_alphas_cumprod
 
 torch.set_default_dtype(torch.float32)
@@ -327,8 +328,11 @@ def test_glued_chain_diverges_outside_the_bound(seed):
     """
     S, A, x0, s = _linear_instance(seed, 3, 5, 10)
     s_max = float(s[-1])
-    assert _glued_chain(S, A, x0, 0.3 / s_max, 0.3 / s_max**2, seed, eta=1.0) < 0.1
-    assert _glued_chain(S, A, x0, 0.2 / s_max, 1.0 / s_max**2, seed, eta=1.0) > 1e3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DivergenceWarning)  # inside the bound: no drift warning
+        assert _glued_chain(S, A, x0, 0.3 / s_max, 0.3 / s_max**2, seed, eta=1.0) < 0.1
+    with pytest.warns(DivergenceWarning, match="far outside the prior's scale"):  # and it is reported
+        assert _glued_chain(S, A, x0, 0.2 / s_max, 1.0 / s_max**2, seed, eta=1.0) > 1e3
 
 
 def test_rank_deficient_does_not_recover():

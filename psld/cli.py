@@ -35,6 +35,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from psld.files import check_writable_folder
+
 __all__ = ["main", "build_parser"]
 
 
@@ -175,24 +177,6 @@ def _comparison(panels: list, size: tuple[int, int]):
 _PAUSE_ENV = "_PSLD_TEST_PAUSE_BEFORE_RENAME"
 
 
-def _check_writable(out_dir: Path) -> None:
-    """``ValueError`` unless ``out_dir`` is (or can be created as) a writable folder; writes nothing."""
-    path = out_dir.absolute()
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"output path {str(out_dir)!r} exists and is not a folder")
-    parent = path
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"output folder {str(out_dir)!r} cannot be created: {str(parent)!r} is a file")
-    try:  # a real probe: os.access says yes to root even on read-only file systems such as /proc
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=".psld-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ValueError(f"output folder {str(out_dir)!r} is not writable ({exc.strerror})") from None
-
-
 def _save_all(images: list, paths: list[Path]) -> None:
     """Write each image to a temporary name beside its path, then ``os.replace`` it into place.
 
@@ -246,7 +230,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         if task.name == "deblur-motion" and kernel is None:
             raise ValueError("task 'deblur-motion' needs --kernel (a .npy array) unless --simulate")
     out_dir = Path(args.out)
-    _check_writable(out_dir)
+    check_writable_folder(out_dir)
     stem = f"{Path(args.input).stem}_{task.name}"
     out_path = out_dir / f"{stem}.png"
     cmp_path = out_dir / f"{stem}_compare.png"

@@ -324,3 +324,11 @@ def test_a_diverged_run_is_a_row_not_the_end_of_the_set(setup, tmp_path):
     assert summary["psld"]["n"] == "0" and summary["psld"]["diverged"] == "3"
     assert summary["pinv"]["n"] == "3" and summary["pinv"]["diverged"] == "0"
     assert "3 run(s) diverged" in (out / "summary.md").read_text()
+
+
+def test_out_on_a_read_only_file_system_is_refused(tmp_path, capsys):
+    """/proc refuses new files even to root (os.access says yes there): refused before any model loads."""
+    img = tmp_path / "x.png"
+    Image.new("RGB", (64, 64)).save(img)
+    argv = ["evaluate", "--images", str(img), "-t", "sr4", "--methods", "pinv", "-o", "/proc/psld-out"]
+    _bad(capsys, argv, "not writable", Path("/proc/psld-out"))

@@ -120,15 +120,9 @@ def _tasks(tasks) -> tuple[str, ...]:
 
 
 def _check_out(out: Path, config: EvalConfig) -> None:
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {str(out)!r} exists and is not a folder")
-    probe = out.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ValueError(f"out: {str(probe)!r} is a file, so {str(out)!r} cannot be created")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"out: {str(out)!r} is not writable")
+    from psld.files import check_writable_folder
+
+    check_writable_folder(out, "out:")
     run_file = out / "run.json"
     if run_file.is_file():
         try:

@@ -1,8 +1,9 @@
 """psld: posterior sampling with latent diffusion models for linear inverse problems.
 
 ``sample``, ``SampleOutput`` and ``PSLDConfig`` (the core) are imported eagerly; ``solve``,
-``SolveOutput``, ``load_model``, ``list_tasks``, ``evaluate`` and the ``LatentModel`` class are imported
-on first use, so ``import psld`` loads neither diffusers nor transformers.
+``SolveOutput``, ``load_model``, ``list_tasks``, ``evaluate``, ``keep_freed_memory`` and the
+``LatentModel`` class are imported on first use, so ``import psld`` loads neither diffusers nor
+transformers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ _LAZY = {
     "LatentModel": ("psld.models.loading", "LatentModel"),
     "list_tasks": ("psld.tasks", "list_tasks"),
     "evaluate": ("psld.evaluation.runner", "evaluate"),
+    "keep_freed_memory": ("psld.heap", "keep_freed_memory"),
 }
 
 __all__ = [
@@ -36,10 +38,12 @@ __all__ = [
     "LatentModel",
     "list_tasks",
     "evaluate",
+    "keep_freed_memory",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from psld.evaluation.runner import evaluate
+    from psld.heap import keep_freed_memory
     from psld.models.loading import LatentModel, load_model
     from psld.restore import SolveOutput, solve
     from psld.tasks import list_tasks

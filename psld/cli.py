@@ -294,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_tasks()
         if args.command == "verify":
             return _cmd_verify(args)
+        from psld.heap import keep_freed_memory
+
+        keep_freed_memory()  # restore and evaluate: reuse freed activations (psld.heap)
         if args.command == "evaluate":
             from psld.evaluation.cli import run_evaluate
 

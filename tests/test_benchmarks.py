@@ -30,7 +30,35 @@ def test_step_benchmark_official_equals_ours(tmp_path):
     # recompute + parameter gradients + doubled batch: the official step costs more FLOPs
     assert official["gflop"] > 1.2 * ours["gflop"] > 0  # measured 1.41x on this tiny model
     assert ours["memory"]["step_mib"] > 0 and max(report["roofline"].values()) > 0
-    assert "official/ours: median" in proc.stdout
+    # CPU seconds per step, final decode excluded: positive and one per timed run
+    assert len(ours["cpu_runs"]) == 2 and 0 < ours["cpu_s_per_step"]
+    assert "official/ours (wall): median of pairs" in proc.stdout
+    assert "official/ours (CPU): median of pairs" in proc.stdout
+
+
+def test_step_benchmark_scaling_and_allocator_modes(tmp_path):
+    base = [sys.executable, str(ROOT / "benchmarks" / "step.py"), "--arch", "tiny", "--threads", "1"]
+    out = tmp_path / "scaling.json"
+    rows = "ours:64:1,ours:96:1,ours:64:2,ours:64:4"
+    proc = subprocess.run(base + ["--scaling", "--rows", rows, "--json", str(out)],
+                          capture_output=True, text=True, env=_env(), timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [(r["res"], r["batch"]) for r in report["rows"]] == [(64, 1), (96, 1), (64, 2), (64, 4)]
+    assert all(r["warm_cpu_s"] > 0 and r["step_mib"] > 0 for r in report["rows"])
+    # a bigger problem needs more memory: both fitted exponents are positive
+    assert report["exponents"]["memory_vs_pixels"] > 0 and report["exponents"]["memory_vs_batch"] > 0
+    assert "fitted: time ~ pixels^" in proc.stdout and "fitted: time ~ batch^" in proc.stdout
+
+    out = tmp_path / "alloc.json"
+    proc = subprocess.run(base + ["--res", "64", "--allocator-ab", "--pairs", "1", "--json", str(out)],
+                          capture_output=True, text=True, env=_env(), timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert {k: len(v) for k, v in report["runs"].items()} == {"glibc": 1, "keep": 1}
+    # the allocator changes no arithmetic: the same latent in every process
+    assert report["max_latent_rel_diff"] == 0.0
+    assert "glibc/keep (CPU): median" in proc.stdout
 
 
 def test_gpu_script_dry_run(tmp_path):

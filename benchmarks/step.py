@@ -172,6 +172,7 @@ def _child(args: argparse.Namespace) -> dict:
 
     bench = Bench(args)
     name = args.child
+    bench._models(name)  # a converted copy (layout, dtype) is weights, not step memory
     first: list[Timing] = []
     with FlopCounter() as counter:  # per-op bookkeeping only: no tensors are kept
         out = step_memory(lambda: first.append(bench.run(name, 1)), bench.device)

@@ -294,9 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_tasks()
         if args.command == "verify":
             return _cmd_verify(args)
-        from psld.heap import keep_freed_memory
+        if not getattr(args, "low_memory", False):  # kept blocks fragment: a higher peak (psld.heap)
+            from psld.heap import keep_freed_memory
 
-        keep_freed_memory()  # restore and evaluate: reuse freed activations (psld.heap)
+            keep_freed_memory()  # restore and evaluate: reuse freed activations instead of re-faulting
         if args.command == "evaluate":
             from psld.evaluation.cli import run_evaluate
 

@@ -66,6 +66,7 @@ def test_returns_false_without_glibc(monkeypatch):
     "argv, called",
     [
         (["restore", "missing.png", "-t", "sr4", "--model", "m"], True),
+        (["restore", "missing.png", "-t", "sr4", "--model", "m", "--low-memory"], False),
         (["evaluate", "--images", "missing-folder", "-t", "sr4", "--model", "m", "-o", "o"], True),
         (["tasks"], False),
         (["--version"], False),

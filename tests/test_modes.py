@@ -39,6 +39,18 @@ def test_low_memory_same_update_and_recomputes(tiny_sd_path, tiny_sd):
     assert _flops(lambda: _guided_update(m)) > 1.2 * _flops(lambda: _guided_update(plain))
 
 
+def test_to_keeps_the_offloaded_text_encoder_on_the_cpu(tiny_sd_path):
+    low = psld.load_model(tiny_sd_path, device="cpu", low_memory=True)
+    plain = psld.load_model(tiny_sd_path, device="cpu")
+    for m in (low, plain):
+        m.to(dtype=torch.bfloat16)
+        assert m.prior.unet.dtype == torch.bfloat16
+    # low memory: the text encoder is left where the offload put it (CPU, fp32); otherwise it moves
+    assert low.text_encoder_offloaded and not plain.text_encoder_offloaded
+    assert next(low.text_encoder.parameters()).dtype == torch.float32
+    assert next(plain.text_encoder.parameters()).dtype == torch.bfloat16
+
+
 def test_channels_last_same_update(tiny_sd_path, tiny_sd):
     m = psld.load_model(tiny_sd_path, device="cpu", channels_last=True)
     conv = next(p for p in m.decoder.vae.parameters() if p.dim() == 4 and p.shape[-1] == 3)

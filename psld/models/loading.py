@@ -136,6 +136,8 @@ class LatentModel:
     source: str = ""
     tokenizer: Any = field(default=None, repr=False)
     text_encoder: Any = field(default=None, repr=False)
+    #: the text encoder stays on the CPU (``low_memory``): :meth:`to` leaves it there
+    text_encoder_offloaded: bool = False
 
     # ------------------------------------------------------------------ prompts
     @property
@@ -225,13 +227,14 @@ class LatentModel:
         """Move the modules in place (like ``torch.nn.Module.to``) and return ``self``.
 
         ``dtype`` applies to the UNet, the text encoder and the prompt embeddings, ``vae_dtype`` to the
-        autoencoder; ``None`` keeps each one's dtype (``device=None``: the current device).
+        autoencoder; ``None`` keeps each one's dtype (``device=None``: the current device). A text encoder
+        offloaded by ``low_memory`` stays on the CPU in its dtype.
         """
         device = self.device if device is None else torch.device(device)
         dtype = self.dtype if dtype is None else resolve_dtype(dtype, device)
         vae_dtype = self.vae_dtype if vae_dtype is None else resolve_dtype(vae_dtype, device)
         self.prior.unet.to(device=device, dtype=dtype)
-        if self.text_encoder is not None:
+        if self.text_encoder is not None and not self.text_encoder_offloaded:
             self.text_encoder.to(device=device, dtype=dtype)
         for vae in {id(m.vae): m.vae for m in (self.encoder, self.decoder) if hasattr(m, "vae")}.values():
             vae.to(device=device, dtype=vae_dtype)

@@ -47,6 +47,7 @@ def apply_modes(model: Any, *, low_memory: bool = False, channels_last: bool = F
                 vae.enable_slicing()
         if model.text_encoder is not None:
             model.text_encoder.to("cpu")
+            model.text_encoder_offloaded = True
     if channels_last:
         for module in (model.prior.unet, *vaes):
             module.to(memory_format=torch.channels_last)

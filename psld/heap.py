@@ -52,9 +52,6 @@ def keep_freed_memory(enable: bool = True) -> bool:
     Returns ``True`` when glibc accepted the setting, ``False`` on other C libraries (nothing changed).
     ``enable=False`` sets glibc's initial thresholds (128 KiB) as fixed values; glibc's dynamic
     threshold rule stays off for the rest of the process.
-
-    >>> keep_freed_memory() in (True, False)
-    True
     """
     libc = _glibc()
     if libc is None:

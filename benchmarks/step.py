@@ -244,16 +244,15 @@ def compare(args: argparse.Namespace) -> dict:
     return report
 
 
+def _wall_clock(args: argparse.Namespace) -> bool:
+    """Whether efficiencies divide by wall seconds (CUDA) rather than CPU seconds (CPU)."""
+    return torch.device(args.device).type == "cuda"
+
+
 def roofline(args: argparse.Namespace) -> dict[str, float]:
     """Best 3x3 convolution GFLOP/s per shape, by the clock the efficiency uses (CPU: CPU seconds)."""
-    device = torch.device(args.device)
-    clock = time.perf_counter if device.type == "cuda" else time.process_time
-    return conv_throughput(device, DTYPES[args.dtype], clock=clock)
-
-
-def _busy_s(row: dict, device: str) -> float:
-    """The seconds the efficiency divides by: CPU seconds on CPU, wall seconds on CUDA."""
-    return row["s_per_step"] if device.startswith("cuda") else row["cpu_s_per_step"]
+    clock = time.perf_counter if _wall_clock(args) else time.process_time
+    return conv_throughput(torch.device(args.device), DTYPES[args.dtype], clock=clock)
 
 
 def print_compare(args: argparse.Namespace, report: dict) -> None:
@@ -264,7 +263,7 @@ def print_compare(args: argparse.Namespace, report: dict) -> None:
     rows, peak = report["variants"], max(report["roofline"].values())
     names = list(rows)
     base = names[1] if names[0] == "official" and len(names) > 1 else names[0]
-    per = "wall second" if args.device.startswith("cuda") else "CPU-second (per core)"
+    per = "wall second" if _wall_clock(args) else "CPU-second (per core)"
     print(
         f"\n{args.arch} UNet/VAE (random weights), {args.res}x{args.res}, batch {args.batch}, "
         f"UNet {args.dtype}, VAE {args.vae_dtype or args.dtype}, {_machine(args)}, allocator "
@@ -279,7 +278,7 @@ def print_compare(args: argparse.Namespace, report: dict) -> None:
     for name, r in rows.items():
         gf = r.get("gflop", float("nan"))
         mem = r.get("memory", {}).get("step_mib", float("nan"))
-        rate = gf / _busy_s(r, args.device)
+        rate = gf / (r["s_per_step"] if _wall_clock(args) else r["cpu_s_per_step"])
         diff = r["latent_rel_diff_vs_" + base]
         print(
             f"{name:<14}{r['s_per_step']:>9.3f}{r['cpu_s_per_step']:>9.3f}{gf:>9.0f}{rate:>9.0f}"
@@ -308,7 +307,7 @@ def scaling(args: argparse.Namespace) -> dict:
     rows = []
     for variant, res, batch in configs:
         r = _spawn(args, variant, warm=True, res=res, batch=batch)
-        r["busy_s"] = r["warm_s"] if args.device.startswith("cuda") else r["warm_cpu_s"]
+        r["busy_s"] = r["warm_s"] if _wall_clock(args) else r["warm_cpu_s"]
         rows.append({"variant": variant, "res": res, "batch": batch, **r})
         print(f"row {variant} {res} {batch}: {json.dumps(r)}", file=sys.stderr)
     ours = [r for r in rows if r["variant"] == "ours"]
@@ -328,7 +327,7 @@ def scaling(args: argparse.Namespace) -> dict:
 
 def print_scaling(args: argparse.Namespace, report: dict) -> None:
     peak = max(report["roofline"].values())
-    clock = "wall" if args.device.startswith("cuda") else "CPU"
+    clock = "wall" if _wall_clock(args) else "CPU"
     print(
         f"\nscaling, {args.arch}, UNet {args.dtype}, {_machine(args)}, allocator {args.allocator}: a fresh "
         f"process per row; memory of its first step, time of {args.steps} warm step(s) after it; "
@@ -354,7 +353,8 @@ def print_scaling(args: argparse.Namespace, report: dict) -> None:
 
 def allocator_ab(args: argparse.Namespace) -> dict:
     """``--allocator keep`` against ``glibc``: ours in alternated fresh processes (A B A B ...), each
-    timing ``--steps`` warm steps after a first one; the final latents must be bit-identical."""
+    timing ``--steps`` warm steps after a first one; reports the largest relative difference between
+    their final latents (0 expected: the allocator changes no arithmetic)."""
     runs: dict[str, list[dict]] = {"glibc": [], "keep": []}
     for p in range(args.pairs):
         for alloc in runs:
@@ -445,12 +445,12 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(_child(args)))
         return 0
-    mode = "allocator_ab" if args.allocator_ab else "scaling" if args.scaling else "compare"
-    run, show = {
-        "compare": (compare, print_compare),
-        "scaling": (scaling, print_scaling),
-        "allocator_ab": (allocator_ab, print_allocator_ab),
-    }[mode]
+    if args.allocator_ab:
+        run, show = allocator_ab, print_allocator_ab
+    elif args.scaling:
+        run, show = scaling, print_scaling
+    else:
+        run, show = compare, print_compare
     report = run(args)
     report["setup"] = {**vars(args), "machine": _machine(args), "torch": torch.__version__}
     show(args, report)

@@ -114,7 +114,8 @@ def _config(task: Task | None, model, config, num_inference_steps, omega, gamma)
 
             config = model_preset(model, task.name, "dps" if pixel else None)
         else:
-            config = PSLDConfig().replace(**model.scheduler_settings(), **({"method": "dps"} if pixel else {}))
+            method = {"method": "dps"} if pixel else {}
+            config = PSLDConfig().replace(**model.scheduler_settings(), **method)
     elif not isinstance(config, PSLDConfig):
         raise ValueError(f"config must be a PSLDConfig, got {type(config).__name__}")
     if config.method == "dps" and not pixel:

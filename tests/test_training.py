@@ -224,3 +224,85 @@ def test_cli_bad_inputs_one_line_exit_2(assets, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err, err
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))  # nothing written
+
+
+def test_two_processes_compute_the_one_process_update(assets, tmp_path):
+    """accelerate launch with 2 CPU processes (gloo): each takes rows rank::2 of the same batch and the
+    gradients are averaged, so the weights equal the one-process run's up to summation order."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    images, ae = assets
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    accelerate = Path(sys.executable).with_name("accelerate")
+    launch = [
+        str(accelerate),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+    ]
+    args = [
+        "-m",
+        "psld",
+        "train",
+        "--data",
+        str(images),
+        "--autoencoder",
+        str(ae),
+        "-o",
+        str(tmp_path / "m"),
+        "--size",
+        "16",
+        "--steps",
+        "4",
+        "--batch-size",
+        str(CFG.batch_size),
+        "--lr",
+        str(CFG.learning_rate),
+        "--warmup",
+        str(CFG.warmup_steps),
+        "--ema-decay",
+        str(CFG.ema_decay),
+        "--channels",
+        "8,16",
+        "--checkpoint-every",
+        str(CFG.checkpoint_every),
+        "--no-progress",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    proc = subprocess.run([*launch, *args], env=env, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 process(es)" in proc.stdout
+    short = TrainConfig(**{**CFG.to_dict(), "steps": 4})
+    train(images, ae, tmp_path / "one", config=short, progress=False)
+    a = torch.load(tmp_path / "one" / "checkpoint" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "m" / "checkpoint" / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 4
+    # the mean loss over the run: the full batch's on both (a process training on its half alone differs
+    # at the first step already by ~10%); agreement to round-off amplified by Adam (below)
+    assert b["window"] == pytest.approx(a["window"], rel=1e-4)
+    # Adam's first steps are sign-like (g / (|g| + eps)): summation-order round-off in near-zero gradient
+    # entries can flip a step of size lr, so the weights agree to a few lr, not to round-off
+    for key, value in a["unet"].items():
+        torch.testing.assert_close(b["unet"][key], value, rtol=0, atol=10 * CFG.learning_rate)
+    assert (tmp_path / "m" / "model_index.json").is_file()

@@ -94,7 +94,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     print(
         f"trained {result.steps} steps in {result.seconds / 60:.1f} min "
-        f"({result.images_per_second:.0f} images/s), "
+        f"({result.images_per_second:.0f} images/s, {result.processes} process(es)), "
         f"final loss {result.final_loss:.4f}; wrote {result.out}"
     )
     return 0

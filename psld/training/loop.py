@@ -46,6 +46,7 @@ class TrainResult:
     images_per_second: float = 0.0
     scaling_factor: float = 1.0
     resumed_from: int = 0
+    processes: int = 1
 
 
 def scheduler_config() -> dict[str, Any]:
@@ -116,6 +117,17 @@ def _ema_update(ema: dict[str, Tensor], model: torch.nn.Module, decay: float, up
             ema[name].copy_(p)
 
 
+def _mean_over_processes(tensors: list[Tensor], world: int) -> list[Tensor]:
+    """Average each tensor over the processes in place (one all-reduce each); no-op for one process."""
+    if world > 1:
+        import torch.distributed as dist
+
+        for tensor in tensors:
+            dist.all_reduce(tensor)
+            tensor.div_(world)
+    return tensors
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
@@ -150,22 +162,21 @@ def train(
 
     config = config or TrainConfig()
     source, vae, vae_cls = check_train_inputs(data, autoencoder, out, config, resume, export_dtype)
-    from accelerate import Accelerator
+    from accelerate import PartialState
 
-    accelerator = Accelerator(mixed_precision="bf16" if config.bf16 else "no")
-    world, rank = accelerator.num_processes, accelerator.process_index
+    # one process, or each of `accelerate launch`'s (without CUDA they join a gloo group on the CPU)
+    procs = PartialState(cpu=not torch.cuda.is_available())
+    world, rank, device, main = procs.num_processes, procs.process_index, procs.device, procs.is_main_process
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
     out = Path(out)
     ckpt_dir = out / "checkpoint"
-    if accelerator.is_main_process:
+    if main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-    with accelerator.main_process_first():
-        raw = cached_latents(
-            source, vae, out / "cache", config.max_images, progress and accelerator.is_main_process
-        )
+    with procs.main_process_first():
+        raw = cached_latents(source, vae, out / "cache", config.max_images, progress and main)
     scaling = float(1.0 / raw.double().std())
-    latents = (raw.float() * scaling).to(accelerator.device)
+    latents = (raw.float() * scaling).to(device)
     n, shape = latents.shape[0], tuple(latents.shape[1:])
 
     torch.manual_seed(config.seed)  # the UNet's initial weights
@@ -186,10 +197,11 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         ema = state["ema"]
         start, history, window = int(state["step"]), list(state["losses"]), list(state.get("window", []))
-    unet, optimizer = accelerator.prepare(unet, optimizer)
+    unet.to(device)
+    params = [p for p in unet.parameters() if p.requires_grad]
     from diffusers import DDPMScheduler
 
-    abar = DDPMScheduler(**scheduler_config()).alphas_cumprod.to(accelerator.device)
+    abar = DDPMScheduler(**scheduler_config()).alphas_cumprod.to(device)
     end = config.steps if stop_after is None else min(config.steps, start + stop_after)
     from tqdm.auto import tqdm
 
@@ -199,27 +211,27 @@ def train(
         total=config.steps,
         desc="train",
         unit="step",
-        disable=not (progress and accelerator.is_main_process),
+        disable=not (progress and main),
         dynamic_ncols=True,
     )
     running, t0 = None, time.perf_counter()
     for step in bar:
         idx, t, noise = draw_batch(config.seed, step, n, config.batch_size, shape)
         rows = slice(rank, None, world)
-        idx, t, noise = idx[rows], t[rows].to(accelerator.device), noise[rows].to(accelerator.device)
+        idx, t, noise = idx[rows], t[rows].to(device), noise[rows].to(device)
         a = abar[t].view(-1, 1, 1, 1)
         z_t = a.sqrt() * latents[idx] + (1 - a).sqrt() * noise
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
-        with accelerator.autocast():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             pred = unet(z_t, t).sample
         loss = (pred.float() - noise).pow(2).mean()
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(unet.parameters(), 1.0)
+        loss.backward()
+        value = float(_mean_over_processes([p.grad for p in params] + [loss.detach()], world)[-1])
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        _ema_update(ema, accelerator.unwrap_model(unet), config.ema_decay, step)
-        value = float(accelerator.reduce(loss.detach(), reduction="mean"))
+        _ema_update(ema, unet, config.ema_decay, step)
         if not math.isfinite(value):
             raise FloatingPointError(f"training loss became {value} at step {step}; lower the learning rate")
         running = value if running is None else 0.98 * running + 0.02 * value
@@ -229,9 +241,9 @@ def train(
             window = []
         bar.set_postfix(loss=f"{running:.4f}", refresh=False)
         done = step + 1
-        if accelerator.is_main_process and (done % config.checkpoint_every == 0 or done == end):
+        if main and (done % config.checkpoint_every == 0 or done == end):
             state = dict(
-                unet=accelerator.unwrap_model(unet).state_dict(),
+                unet=unet.state_dict(),
                 optimizer=optimizer.state_dict(),
                 ema=ema,
                 step=done,
@@ -252,9 +264,10 @@ def train(
         images_per_second=steps_run * config.batch_size / max(seconds, 1e-9),
         scaling_factor=scaling,
         resumed_from=start,
+        processes=world,
     )
-    accelerator.wait_for_everyone()
-    if end == config.steps and accelerator.is_main_process:
+    procs.wait_for_everyone()
+    if end == config.steps and main:
         final = build_unet(config, shape[0], shape[1])
         final.load_state_dict(ema)
         export_model(out, final, vae, vae_cls, scaling, config, result, source, command, export_dtype)

@@ -53,12 +53,17 @@ def _residual(op, x01: torch.Tensor, measurement01: torch.Tensor) -> list[float]
     return r.tolist()
 
 
-def _box_band(op, width: int = 3) -> torch.Tensor | None:
+def _masks(op, batch: int) -> torch.Tensor:
+    """The operator's masks as ``[batch, 1, H, W]`` (a shared ``[H, W]`` mask repeated)."""
+    m = op.mask.float().reshape(-1, 1, *op.mask.shape[-2:])
+    return m.expand(batch, -1, -1, -1) if m.shape[0] == 1 else m
+
+
+def _box_band(op, width: int = 3, batch: int = 1) -> torch.Tensor | None:
     """Unobserved pixels within ``width`` px of an observed one (``[B, 1, H, W]`` bool), masks only."""
-    mask = getattr(op, "mask", None)
-    if mask is None:
+    if getattr(op, "mask", None) is None:
         return None
-    m = mask.float().reshape(-1, 1, *mask.shape[-2:])
+    m = _masks(op, batch)
     near = torch.nn.functional.max_pool2d(m, 2 * width + 1, stride=1, padding=width) > 0
     return near & (m == 0)
 
@@ -67,6 +72,7 @@ def run_main(args) -> dict:
     import psld
     from psld.demo import restore_set
     from psld.perceptual import load_classifier, to_input
+    from psld.presets import model_preset
 
     torch.set_num_threads(1)
     model = psld.load_model(args.model, device="cpu")
@@ -90,7 +96,7 @@ def run_main(args) -> dict:
             with torch.no_grad():
                 ae_b = ae[start:stop]
                 dc = ((op.glue(ae_b * 2 - 1, meas * 2 - 1, "pinv") + 1) / 2).clamp(0, 1)
-            band = _box_band(op) if task == "inpaint-box" else None
+            band = _box_band(op, batch=stop - start) if task == "inpaint-box" else None
             for method, xr in {**restored, "ae": ae_b, "ae+dc": dc}.items():
                 p, s = _metrics(xr, x)
                 res = _residual(op, xr, meas)
@@ -111,7 +117,7 @@ def run_main(args) -> dict:
                     )
                     if band is not None:
                         err = (xr[i] - x[i]).pow(2).mean(0, keepdim=True)
-                        b, inner = band[i], (op.mask.reshape(-1, 1, 64, 64)[i] == 0) & ~band[i]
+                        b, inner = band[i], (_masks(op, stop - start)[i] == 0) & ~band[i]
                         row["psnr_edge"] = float(-10 * math.log10(err[b].mean().clamp_min(1e-12)))
                         row["psnr_inner"] = float(-10 * math.log10(err[inner].mean().clamp_min(1e-12)))
                     rows.append(row)
@@ -130,7 +136,7 @@ def run_main(args) -> dict:
     return dict(
         kind="main",
         n=args.n,
-        steps=args.steps,
+        steps=args.steps or {t: model_preset(model, t).num_steps for t in args.tasks},
         seed=args.seed,
         rows=rows,
         frechet=fd,
@@ -191,7 +197,16 @@ def report(paths: list[str]) -> str:
         rows = [row for r in mains for row in r["rows"]]
         fd = {k: v for r in mains for k, v in r["frechet"].items()}
         n = mains[0]["n"]
-        out.append(f"### Main table: {n} test images, {mains[0]['steps']} DDIM steps (mean ± 95% CI)\n")
+        steps = sorted(
+            {
+                v
+                for r in mains
+                for v in (r["steps"].values() if isinstance(r["steps"], dict) else [r["steps"]])
+            }
+        )
+        out.append(
+            f"### Main table: {n} test images, {'/'.join(map(str, steps))} DDIM steps (mean ± 95% CI)\n"
+        )
         out.append("| task | method | PSNR (dB) | SSIM | residual | class acc. | Fréchet dist. |")
         out.append("|---|---|---|---|---|---|---|")
         for task in dict.fromkeys(r["task"] for r in rows):

@@ -27,7 +27,9 @@ def test_box_band_is_the_ring_inside_the_box_edge():
 
     mask = torch.ones(12, 12)
     mask[2:10, 2:10] = 0  # an 8x8 box
-    band = quality._box_band(MaskOperator(mask, (3, 12, 12)), width=2)[0, 0]
+    bands = quality._box_band(MaskOperator(mask, (3, 12, 12)), width=2, batch=2)
+    assert bands.shape == (2, 1, 12, 12)  # a shared mask serves every image of the batch
+    band = bands[1, 0]
     assert band.sum() == 8 * 8 - 4 * 4  # all of the box but its 4x4 centre
     assert not band[4:8, 4:8].any() and band[2, 2] and not band[0, 0]
 

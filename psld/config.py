@@ -133,6 +133,29 @@ class PSLDConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def to_dict(self) -> dict[str, object]:
+        """Every field by name, JSON-ready (str, int, float, bool); ``from_dict`` inverts it exactly.
+
+        >>> PSLDConfig.from_dict(PSLDConfig(omega=0.5).to_dict()) == PSLDConfig(omega=0.5)
+        True
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> PSLDConfig:
+        """The configuration ``data`` describes (missing fields take their defaults; validated).
+
+        An unknown field (a typo, or a file written by another version) raises a one-line ``ValueError``
+        naming it instead of being dropped.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a PSLDConfig dict is expected, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown PSLDConfig field(s) {', '.join(map(repr, unknown))}")
+        return cls(**data)  # type: ignore[arg-type]
+
     @classmethod
     def official(cls, task: str, model: str = "sd", num_steps: int = 1000) -> PSLDConfig:
         """The settings of the official run script for ``task`` (docs/official.md §9).

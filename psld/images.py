@@ -246,11 +246,16 @@ def load_kernel(kernel: Any) -> Tensor:
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     """Reflect-pad the bottom and right of ``x`` ``[N, C, H, W]`` so ``H`` and ``W`` are multiples.
 
-    Reflection is repeated when the padding exceeds the image (tiny inputs).
+    Reflection is repeated when the padding exceeds the image (tiny inputs); a side of 1 pixel, which
+    has nothing to reflect, is replicated instead.
     """
     h, w = x.shape[-2:]
     need_h = (-h) % multiple
     need_w = (-w) % multiple
+    if (need_h and h == 1) or (need_w and w == 1):
+        x = F.pad(x, (0, need_w if w == 1 else 0, 0, need_h if h == 1 else 0), mode="replicate")
+        need_h = 0 if h == 1 else need_h
+        need_w = 0 if w == 1 else need_w
     while need_h > 0 or need_w > 0:
         ph = min(need_h, x.shape[-2] - 1)
         pw = min(need_w, x.shape[-1] - 1)

@@ -29,13 +29,12 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from psld.files import check_writable_folder
+from psld.files import check_writable_folder, write_atomically
 
 __all__ = ["main", "build_parser"]
 
@@ -178,30 +177,25 @@ _PAUSE_ENV = "_PSLD_TEST_PAUSE_BEFORE_RENAME"
 
 
 def _save_all(images: list, paths: list[Path]) -> None:
-    """Write each image to a temporary name beside its path, then ``os.replace`` it into place.
+    """Write the PNGs as a set (:func:`psld.files.write_atomically`): all of them, or none.
 
-    An interruption (SIGINT, SIGTERM via :func:`_terminate`) removes the temporary files: no output
-    is ever left half written.
+    An interruption (SIGINT, SIGTERM via :func:`_terminate`) or a full disk removes the temporary files;
+    a write error becomes a one-line ``ValueError`` (exit 2). New files get the usual ``0o666 & ~umask``.
     """
-    temps: list[str] = []
+
+    def pause() -> None:
+        seconds = float(os.environ.get(_PAUSE_ENV, "0") or 0)
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def png(image):
+        return lambda fh: image.save(fh, format="PNG")
+
     try:
-        for image, path in zip(images, paths, strict=True):
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-            temps.append(tmp)
-            with os.fdopen(fd, "wb") as fh:
-                image.save(fh, format="PNG")
-        pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
-        if pause > 0:
-            time.sleep(pause)
-        for tmp, path in zip(list(temps), paths, strict=True):
-            os.replace(tmp, path)
-            temps.remove(tmp)
-    finally:
-        for tmp in temps:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        write_atomically([(p, png(im)) for im, p in zip(images, paths, strict=True)], before_rename=pause)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(f"could not write the outputs to {str(paths[0].parent)!r}: {reason}") from None
 
 
 def _terminate(signum, frame):  # pragma: no cover - exercised in a subprocess
@@ -267,9 +261,15 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     measurement = to_pil(result.measurement[:1].clamp(0, 1))[0]
     source = to_pil(image[:1])[0]
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     comparison = _comparison([source, measurement, restored], restored.size)
-    _save_all([restored, comparison], [out_path, cmp_path])
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _save_all([restored, comparison], [out_path, cmp_path])
+    except ValueError:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # nothing partial: not even the folder this run created
+        raise
     print(out_path)
     print(cmp_path)
     return 0

@@ -1,4 +1,4 @@
-"""Output files: one writability check and one atomic-write helper for ``psld restore`` and ``psld evaluate``."""
+"""Output files: one writability check and one atomic-write helper for `psld restore` and `psld evaluate`."""
 
 from __future__ import annotations
 

@@ -357,8 +357,8 @@ def solve(
             gens=gens,
             sr_mode=sr_mode,
             kernel_correlate=kernel_correlate,
-            # PSLDConfig.official(...) also builds the official operators (random box placement)
-            protocol="official" if cfg.timestep_spacing == "official" else "default",
+            # the box placement is its own setting (PSLDConfig.official sets "official"), never the spacing
+            protocol="official" if cfg.box_placement == "official" else "default",
         )
         pasteable = task.inpainting
     else:

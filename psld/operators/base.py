@@ -19,11 +19,12 @@ dtype on each call (see :meth:`_like`). Randomness is drawn once, at constructio
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from psld.warn import warn_at_caller
 
 GlueMode = str  # "adjoint" | "pinv"
 
@@ -116,12 +117,11 @@ class LinearOperator:
         self.check_output(y)
         x, ratio = cgls(self.forward, self.adjoint, y, tol=tol, max_iter=max_iter)
         if not bool((ratio <= _resolve_tol(tol, y.dtype)).all()):
-            warnings.warn(
+            warn_at_caller(  # at the user's line, once per sampling run (psld.warn)
                 f"{type(self).__name__}.pinv: CGLS stopped after max_iter={max_iter} iterations with "
                 f"||A^T(y - A x)|| / ||A^T y|| up to {float(ratio.max()):.2g} (tol "
                 f"{_resolve_tol(tol, y.dtype):.2g}); the result is a regularised approximation of A^+ y",
                 PinvNotConvergedWarning,
-                stacklevel=2,
             )
         return x
 

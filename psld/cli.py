@@ -25,63 +25,34 @@ renamed into place, so an interrupted run (SIGINT/SIGTERM) leaves no partial fil
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from psld import validation
+from psld.console import Parser, UsageError, quiet_libraries
 from psld.files import check_writable_folder, write_atomically
+from psld.validation import argtype
 
 __all__ = ["main", "build_parser"]
 
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line (``psld: error: ...``) and exit status 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise _UsageError(message)
+#: the name psld.evaluation.cli used before psld.console held it (kept for one release)
+_quiet_libraries = quiet_libraries
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text!r}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="psld", description="Posterior sampling with latent diffusion (PSLD).")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
+# ---------------------------------------------------------------------------------------------- parsers
+def _add_restore(sub) -> None:
     r = sub.add_parser("restore", help="restore an image with a latent diffusion prior")
     r.add_argument(
         "input", metavar="INPUT", help="image file (the degraded observation, or clean with --simulate)"
     )
     r.add_argument("-t", "--task", required=True, help="task name (see `psld tasks`)")
     r.add_argument("--model", required=True, help="diffusers model folder or hub id")
-    r.add_argument("--mask", help="mask image for inpainting (white = observed pixel)")
+    r.add_argument("--mask", help="mask image for inpainting (white = observed, black = missing; no gray)")
     r.add_argument("--kernel", help="blur kernel as a .npy array (deblurring), applied as a true convolution")
     r.add_argument(
         "--kernel-correlate",
@@ -91,26 +62,42 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--simulate", action="store_true", help="INPUT is clean: simulate the measurement first")
     r.add_argument("-o", "--out", default="psld-out", help="output folder (default: psld-out/)")
     r.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    r.add_argument("--steps", type=_positive_int, help="number of DDIM steps (default: task preset)")
-    r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    r.add_argument("--omega", type=_non_negative_float, help="measurement weight (default: task preset)")
-    r.add_argument("--gamma", type=_non_negative_float, help="gluing weight (default: task preset)")
     r.add_argument(
-        "--sigma-y",
-        type=_non_negative_float,
-        default=0.025,
-        help="noise std in [0, 1] units for --simulate (default 0.025)",
+        "--steps",
+        type=argtype(validation.positive_int),
+        help=f"number of DDIM steps, at most {validation.MAX_STEPS} (default: task preset)",
     )
-    r.add_argument("--sr-mode", default="bicubic", help="super-resolution operator: bicubic or average")
+    r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    number = argtype(validation.finite_number, minimum=0.0)
+    r.add_argument("--omega", type=number, help="measurement weight (default: task preset)")
+    r.add_argument("--gamma", type=number, help="gluing weight (default: task preset)")
+    r.add_argument(
+        "--sigma-y", type=number, help="with --simulate: noise std in [0, 1] units (default 0.025)"
+    )
+    r.add_argument(
+        "--sr-mode",
+        default="bicubic",
+        type=argtype(validation.sr_mode),
+        help="super-resolution operator: bicubic or average",
+    )
     r.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     r.add_argument("--dtype", help="UNet dtype: fp32, fp16 or bf16 (default: fp16 on cuda, fp32 on cpu)")
     r.add_argument("--low-memory", action="store_true", help="checkpoint UNet/VAE blocks: less memory")
+    r.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run even when the estimated memory exceeds what the device has free",
+    )
     r.add_argument("--prompt", default="", help="text prompt for Stable Diffusion models (default empty)")
     r.add_argument("--no-paste", action="store_true", help="do not paste the observed pixels (inpainting)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+
+def _add_tasks(sub) -> None:
     sub.add_parser("tasks", help="list the tasks and their default presets")
 
+
+def _add_verify(sub) -> None:
     v = sub.add_parser("verify", help="run the theory verification report")
     level = v.add_mutually_exclusive_group()
     level.add_argument("--quick", action="store_true", help="fast subset of the checks")
@@ -119,14 +106,34 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     v.add_argument("--only", nargs="+", metavar="NAME", help="run only these checks")
 
+
+def _add_evaluate(sub) -> None:
     from psld.evaluation.cli import add_evaluate_parser
 
     add_evaluate_parser(sub)
+
+
+#: the subcommands in help order: name -> (add its parser, run it); a new command adds one line here
+def _commands() -> dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]]:
+    return {
+        "restore": (_add_restore, _cmd_restore),
+        "tasks": (_add_tasks, _cmd_tasks),
+        "verify": (_add_verify, _cmd_verify),
+        "evaluate": (_add_evaluate, _cmd_evaluate),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="psld", description="Posterior sampling with latent diffusion (PSLD).")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for add, _ in _commands().values():
+        add(sub)
     return parser
 
 
 # ---------------------------------------------------------------------------------------------- commands
-def _cmd_tasks() -> int:
+def _cmd_tasks(args: argparse.Namespace) -> int:
     from psld.config import PSLDConfig
     from psld.tasks import TASKS
 
@@ -149,15 +156,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     )
 
 
-def _quiet_libraries() -> None:
-    """Silence diffusers/transformers loading bars and warnings (the CLI prints its own errors)."""
-    for name in ("diffusers", "transformers"):
-        try:
-            module = __import__(f"{name}.utils.logging", fromlist=["logging"])
-            module.set_verbosity_error()
-            module.disable_progress_bar()
-        except Exception:  # pragma: no cover - library layout changed; noise only
-            pass
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from psld.evaluation.cli import run_evaluate
+
+    return run_evaluate(args)
 
 
 def _comparison(panels: list, size: tuple[int, int]):
@@ -202,14 +204,21 @@ def _terminate(signum, frame):  # pragma: no cover - exercised in a subprocess
     raise SystemExit(128 + signum)
 
 
-def _cmd_restore(args: argparse.Namespace) -> int:
-    from psld.images import load_images, load_kernel, load_mask, require_observed, to_pil
-    from psld.models.loading import check_device
+def _check_restore(args: argparse.Namespace):
+    """Every check of ``psld restore`` that needs no model, in one place (nothing loaded or written).
+
+    Returns ``(task, image, mask, kernel, out_path, cmp_path, device)``.
+    """
+    from psld.images import load_images, load_kernel, load_mask, require_observed
+    from psld.models.loading import num_train_timesteps
     from psld.tasks import get_task
 
     task = get_task(args.task)
-    if args.sr_mode not in ("bicubic", "average"):
-        raise ValueError(f"--sr-mode must be 'bicubic' or 'average', got {args.sr_mode!r}")
+    if args.sigma_y is not None and not args.simulate:
+        raise ValueError("--sigma-y applies only with --simulate (a real observation carries its own noise)")
+    if args.steps is not None:
+        trained = num_train_timesteps(args.model) or validation.MAX_STEPS
+        validation.steps(args.steps, "--steps", maximum=trained)
     image = load_images(args.input, "input")
     size = tuple(image.shape[-2:])
     mask = require_observed(load_mask(args.mask, size)) if args.mask is not None else None
@@ -218,6 +227,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     kernel = load_kernel(args.kernel) if args.kernel is not None else None
     if kernel is not None and task.kind != "blur":
         raise ValueError(f"task {task.name!r} takes no --kernel (only deblur-gaussian, deblur-motion)")
+    if kernel is not None:
+        validation.kernel_fits(kernel.shape, size, "--kernel")
     if not args.simulate:
         if task.inpainting and task.name != "destripe" and mask is None:
             raise ValueError(f"task {task.name!r} needs --mask (white = observed pixel) unless --simulate")
@@ -226,18 +237,25 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     check_writable_folder(out_dir)
     stem = f"{Path(args.input).stem}_{task.name}"
-    out_path = out_dir / f"{stem}.png"
-    cmp_path = out_dir / f"{stem}_compare.png"
+    out_path, cmp_path = out_dir / f"{stem}.png", out_dir / f"{stem}_compare.png"
     existing = [str(p) for p in (out_path, cmp_path) if p.exists()]
     if existing and not args.overwrite:
         raise ValueError(f"output {existing[0]!r} exists; pass --overwrite to replace it")
-    device = check_device(args.device)
+    device = validation.device(args.device, "--device")
+    return task, image, mask, kernel, out_path, cmp_path, device
 
-    _quiet_libraries()
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from psld.images import to_pil
+
+    task, image, mask, kernel, out_path, cmp_path, device = _check_restore(args)
+    quiet_libraries()
     from psld.models.loading import load_model
     from psld.restore import solve
 
     model = load_model(args.model, device=device, dtype=args.dtype, low_memory=args.low_memory)
+    if args.steps is not None:  # a hub model's timesteps are known only now
+        validation.steps(args.steps, "--steps", maximum=model.num_train_timesteps)
     result = solve(
         image,
         task,
@@ -256,12 +274,15 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         output_type="pil",
         paste=not args.no_paste,
         progress=not args.no_progress,
+        allow_large=args.allow_large,
+        on_estimate=_print_estimate,
     )
     restored = result.images[0]
     measurement = to_pil(result.measurement[:1].clamp(0, 1))[0]
     source = to_pil(image[:1])[0]
 
     comparison = _comparison([source, measurement, restored], restored.size)
+    out_dir = out_path.parent
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -273,6 +294,11 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     print(out_path)
     print(cmp_path)
     return 0
+
+
+def _print_estimate(estimate) -> None:
+    """One line on stderr before a large run starts (``psld.budget.RunEstimate``)."""
+    print(f"psld: {estimate.describe()}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -290,22 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        if args.command == "tasks":
-            return _cmd_tasks()
-        if args.command == "verify":
-            return _cmd_verify(args)
-        if not getattr(args, "low_memory", False):  # kept blocks fragment: a higher peak (psld.heap)
-            from psld.heap import keep_freed_memory
+        if args.command in ("restore", "evaluate") and not getattr(args, "low_memory", False):
+            from psld.heap import keep_freed_memory  # kept blocks fragment under --low-memory (psld.heap)
 
-            keep_freed_memory()  # restore and evaluate: reuse freed activations instead of re-faulting
-        if args.command == "evaluate":
-            from psld.evaluation.cli import run_evaluate
-
-            return run_evaluate(args)
-        if previous is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _terminate)  # unwind (temporary files removed), exit 143
-        return _cmd_restore(args)
-    except (_UsageError, ValueError, DivergenceError) as exc:
+            keep_freed_memory()  # reuse freed activations instead of re-faulting them
+        if args.command == "restore" and previous is not None:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, _terminate)  # unwind (temporary files removed), exit 143
+        return _commands()[args.command][1](args)
+    except (UsageError, ValueError, DivergenceError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"psld: error: {message}", file=sys.stderr)
         return 2

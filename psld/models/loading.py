@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from psld import validation
 from psld.models.adapters import (
     KLDecoder,
     KLEncoder,
@@ -65,27 +66,10 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def check_device(device: torch.device | str | None) -> torch.device | None:
+def check_device(device: torch.device | str | None, name: str = "device") -> torch.device | None:
     """``device`` as a ``torch.device`` (``None`` stays ``None``), or a one-line ``ValueError`` when it
-    is not a device name or names an accelerator this machine does not have (e.g. ``cuda`` without CUDA)."""
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} requested but CUDA is not available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {str(device)!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
-            )
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {str(device)!r} requested but MPS is not available on this machine")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'mps', got {device!r}")
-    return dev
+    is not a device name or names an accelerator this machine lacks (:func:`psld.validation.device`)."""
+    return validation.device(device, name)
 
 
 def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
@@ -209,6 +193,11 @@ class LatentModel:
             raise ValueError(f"image size {height}x{width} is not a multiple of the latent factor {f}")
         return (self.latent_channels, height // f, width // f)
 
+    @property
+    def num_train_timesteps(self) -> int:
+        """The training timesteps ``T`` of the scheduler: the largest step count a run may take."""
+        return int(self.prior.alphas_cumprod.numel())
+
     def scheduler_settings(self) -> dict[str, Any]:
         """The scheduler's ``steps_offset``, ``set_alpha_to_one``, ``timestep_spacing`` (config fields)."""
         return {
@@ -300,6 +289,18 @@ def _read_index(source: str, local: bool) -> dict:
             f"model {source!r} is not a local folder and could not be fetched from the Hugging Face hub "
             f"(offline and not cached, or no such diffusers model): {_one_line(exc)}"
         ) from None
+
+
+def num_train_timesteps(source: Any) -> int | None:
+    """The scheduler's ``num_train_timesteps`` of a local model folder, read from its JSON without loading
+    anything (``None`` for a hub id, a pipeline object or an unreadable folder)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = Path(source) / "scheduler" / "scheduler_config.json"
+    try:
+        return int(json.loads(path.read_text()).get("num_train_timesteps", 1000))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
 
 
 def _class_name(index: dict, name: str) -> str | None:

@@ -284,17 +284,18 @@ def _build_operator_problem(op: LinearOperator, x01: Tensor, *, model, simulate,
 
 def _check_budget(model, padded, batch: int, cfg: PSLDConfig, allow_large: bool, on_estimate) -> None:
     """Refuse a run larger than :data:`psld.budget.LARGE_PIXELS` whose estimated memory exceeds the
-    device's free memory, unless ``allow_large`` (:mod:`psld.budget`); ``on_estimate`` sees the estimate."""
+    device's free memory, unless ``allow_large`` (:mod:`psld.budget`); ``on_estimate`` sees the estimate of
+    a run that goes ahead."""
     if padded[0] * padded[1] * batch <= budget.LARGE_PIXELS:
         return
     estimate = budget.estimate_run(model, padded, batch, cfg.num_steps, cfg.uses_glue)
-    if on_estimate is not None:
-        on_estimate(estimate)
     if not estimate.fits and not allow_large:
         raise ValueError(
             f"{estimate.describe()}: more memory than the device has free; use a smaller image or "
             "low_memory, or pass allow_large=True (psld restore --allow-large) to run anyway"
         )
+    if on_estimate is not None:
+        on_estimate(estimate)
 
 
 def _crop(t: Tensor, size: tuple[int, int]) -> Tensor:

@@ -222,11 +222,11 @@ class LatentModel:
         device = self.device if device is None else torch.device(device)
         dtype = self.dtype if dtype is None else resolve_dtype(dtype, device)
         vae_dtype = self.vae_dtype if vae_dtype is None else resolve_dtype(vae_dtype, device)
-        self.prior.unet.to(device=device, dtype=dtype)
+        _move(self.prior.unet, device, dtype)
         if self.text_encoder is not None and not self.text_encoder_offloaded:
             self.text_encoder.to(device=device, dtype=dtype)
         for vae in {id(m.vae): m.vae for m in (self.encoder, self.decoder) if hasattr(m, "vae")}.values():
-            vae.to(device=device, dtype=vae_dtype)
+            _move(vae, device, vae_dtype)
         for name in ("prompt_embeds", "negative_prompt_embeds"):
             embeds = getattr(self.prior, name)
             if embeds is not None:
@@ -243,6 +243,18 @@ class LatentModel:
         if self.text_encoder is not None:
             mods.append(self.text_encoder)
         return mods
+
+
+def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """``module.to(device, dtype)`` without diffusers' warning about float32 modules when it has none.
+
+    diffusers' ``ModelMixin.to`` warns "There are modules ... that should be kept in float32: []" on every
+    cast, even with an empty list; a module that does list some goes through diffusers' own ``to``.
+    """
+    if getattr(module, "_keep_in_fp32_modules", None):
+        module.to(device=device, dtype=dtype)
+    else:
+        torch.nn.Module.to(module, device=device, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------------------------- loading

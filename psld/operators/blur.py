@@ -45,18 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from psld.operators.base import LinearOperator, as_generator, check_shape
-
-
-def motion_intensity(intensity) -> float:
-    """``intensity`` as a float in [0, 1] (both motion-kernel generators), or a one-line ``ValueError``."""
-    try:
-        intensity = float(intensity)
-    except (TypeError, ValueError):
-        raise ValueError(f"intensity must be a number in [0, 1], got {intensity!r}") from None
-    if not 0.0 <= intensity <= 1.0:
-        raise ValueError(f"intensity must lie in [0, 1], got {intensity!r}")
-    return intensity
-
+from psld.operators.motion import motion_intensity, random_walk_motion_kernel
 
 _BOUNDARIES = ("reflect", "circular")
 _METHODS = ("auto", "direct", "fft")
@@ -478,8 +467,6 @@ class MotionBlur(Convolution):
         correlate: bool = True,
     ):
         if kind == "official":
-            from psld.operators.motion import random_walk_motion_kernel
-
             k = random_walk_motion_kernel(_odd_size("kernel_size", kernel_size), intensity, seed)
         elif kind == "smooth":
             k = motion_kernel(kernel_size, intensity, seed)

@@ -31,8 +31,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from psld.operators.base import as_generator
+
 #: the package's constant added to the step scale and the heading range
 _EPS = 0.1
+
+
+def motion_intensity(intensity) -> float:
+    """``intensity`` as a float in [0, 1] (both motion-kernel generators), or a one-line ``ValueError``."""
+    try:
+        intensity = float(intensity)
+    except (TypeError, ValueError):
+        raise ValueError(f"intensity must be a number in [0, 1], got {intensity!r}") from None
+    if not 0.0 <= intensity <= 1.0:
+        raise ValueError(f"intensity must lie in [0, 1], got {intensity!r}")
+    return intensity
 
 
 def _uniform(g: torch.Generator, n: int = 1, lo: float = 0.0, hi: float = 1.0) -> Tensor:
@@ -100,9 +113,6 @@ def random_walk_motion_kernel(
     ``intensity`` in [0, 1]: 0 gives a straight streak, 1 long curved paths (official setting 0.5).
     """
     from PIL import Image, ImageDraw, ImageFilter
-
-    from psld.operators.base import as_generator
-    from psld.operators.blur import motion_intensity
 
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
         raise ValueError(f"kernel_size must be a positive int, got {kernel_size!r}")

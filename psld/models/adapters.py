@@ -234,13 +234,6 @@ class KLEncoder(_VAEAdapter):
     def __call__(self, x: Tensor) -> Tensor:
         return _maybe_checkpoint(self._encode_mode, x, self.checkpointing).to(x.dtype)
 
-    def _moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Posterior mean and std (``AutoencoderTiny``: its code and zeros)."""
-        dist, out = self._posterior(x)
-        if dist is None:
-            return out.latents, torch.zeros_like(out.latents)
-        return dist.mean, dist.std
-
     def sample(self, x: Tensor, generator: GeneratorLike = None) -> Tensor:
         """A posterior sample times ``scaling_factor`` (the mode for the deterministic ``AutoencoderTiny``).
 

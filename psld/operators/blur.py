@@ -232,14 +232,6 @@ class Convolution(LinearOperator):
         z = self._pad_fold(self._valid_conv_t(self._flat(y)))
         return z.reshape(y.shape)
 
-    def transfer_function(self) -> Tensor:
-        """The DFT of the wrapped kernel, ``[H, W//2 + 1]`` complex128 (circular, non-separable only)."""
-        if self._spectrum is None:
-            raise ValueError(
-                "transfer_function exists only for non-separable kernels with boundary='circular'"
-            )
-        return self._spectrum.clone()
-
     def singular_values(self) -> Tensor:
         """All singular values of ``A`` (one channel), float64, for the closed-form cases."""
         if self._svd is not None:

@@ -24,7 +24,7 @@ class OfficialTranspose(LinearOperator):
     :class:`Denoising` (identity), and :class:`SuperResolution` (nearest upsampling by the factor). Other
     operators raise ``ValueError``. ``forward`` is ``op.forward``; ``pinv`` is ``op.pinv`` (the true
     pseudo-inverse), so ``glue(..., mode="pinv")`` is unaffected; ``gram`` and ``glue(..., "adjoint")`` use
-    the pseudo-transpose. ``rows_orthonormal`` is False. The wrapped operator is ``.operator``.
+    the pseudo-transpose. ``adjoint_is_pinv`` is False. The wrapped operator is ``.operator``.
     """
 
     def __init__(self, op: LinearOperator):

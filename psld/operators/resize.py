@@ -84,7 +84,7 @@ class SuperResolution(LinearOperator):
         super().__init__(shape, (c, h // factor, w // factor))
         self.factor = factor
         self.mode = mode
-        self.rows_orthonormal = factor == 1
+        self.adjoint_is_pinv = self.diagonal_projection = factor == 1
         if mode == "bicubic":
             mh, mw = bicubic_matrix(h, factor), bicubic_matrix(w, factor)
             self.matrices = (mh, mw)

@@ -99,7 +99,11 @@ def _probe(model: Any, side: int, glue: bool) -> tuple[int, float]:
 
     alphas = model.prior.alphas_cumprod
     t_mid = len(alphas) // 2
-    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
+
+    def sync() -> None:
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+
     sync()
     start = time.perf_counter()
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

@@ -170,7 +170,7 @@ def _comparison(panels: list, size: tuple[int, int]):
     w, h = size
     canvas = Image.new("RGB", (len(panels) * w + (len(panels) - 1) * gap, h), (255, 255, 255))
     for i, im in enumerate(panels):
-        canvas.paste(im.convert("RGB").resize((w, h), Image.NEAREST), (i * (w + gap), 0))
+        canvas.paste(im.convert("RGB").resize((w, h), Image.Resampling.NEAREST), (i * (w + gap), 0))
     return canvas
 
 
@@ -220,7 +220,7 @@ def _check_restore(args: argparse.Namespace):
         trained = num_train_timesteps(args.model) or validation.MAX_STEPS
         validation.steps(args.steps, "--steps", maximum=trained)
     image = load_images(args.input, "input")
-    size = tuple(image.shape[-2:])
+    size = (int(image.shape[-2]), int(image.shape[-1]))
     mask = require_observed(load_mask(args.mask, size)) if args.mask is not None else None
     if mask is not None and task.kind != "mask":
         raise ValueError(f"task {task.name!r} takes no --mask (only inpaint-random, inpaint-box, destripe)")

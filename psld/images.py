@@ -117,7 +117,7 @@ def _pil_to_tensor(im, what: str = "image") -> Tensor:
         if alpha is not None:
             _refuse_transparency(alpha, what)
         im = im.convert("RGB")
-    arr = np.asarray(im, dtype=np.float32) / 255.0
+    arr = np.asarray(im, dtype=np.float32) / 255.0  # type: ignore[assignment]
     if arr.ndim == 2:
         arr = arr[..., None]
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None]

@@ -153,7 +153,7 @@ def _stack_ops(ops: list[LinearOperator]) -> LinearOperator | list[LinearOperato
     if len(ops) == 1:
         return ops[0]
     if all(isinstance(op, MaskOperator) and not op.batched for op in ops):
-        return MaskOperator(torch.stack([op.mask for op in ops]), ops[0].in_shape)
+        return MaskOperator(torch.stack([op.mask for op in ops]), ops[0].in_shape)  # type: ignore[attr-defined]
     return ops
 
 
@@ -210,8 +210,8 @@ def _build_task_problem(
         q = lcm(m, f) // f
         y = pad_to_multiple(x, q)
         hp, wp = y.shape[-2] * f, y.shape[-1] * f
-        op = task.build_operator((3, hp, wp), family=_family(model), sr_mode=sr_mode, side=min(h, w) * f)
-        return _Problem(op, y, (h * f, w * f), (h, w), (hp, wp))
+        sr_op = task.build_operator((3, hp, wp), family=_family(model), sr_mode=sr_mode, side=min(h, w) * f)
+        return _Problem(sr_op, y, (h * f, w * f), (h, w), (hp, wp))
 
     mult = lcm(m, f)
     xp = pad_to_multiple(x, mult)
@@ -222,7 +222,7 @@ def _build_task_problem(
         pmask = pad_to_multiple(mm[:, None], mult)[:, 0]
         pmask = pmask[0] if mask.dim() == 2 else pmask
     shape = (3, hp, wp)
-    build = dict(
+    build: dict[str, Any] = dict(
         family=_family(model),
         mask=pmask,
         kernel=k,
@@ -233,6 +233,7 @@ def _build_task_problem(
     )
     # the official box is placed at random (seeded per image), so it is drawn like the random tasks
     randomised = task.random or (protocol == "official" and task.name == "inpaint-box")
+    op: LinearOperator | list[LinearOperator]
     if simulate and randomised and pmask is None and k is None and isinstance(gens, list):
         op = _stack_ops([task.build_operator(shape, seed=g, **build) for g in gens])
     else:
@@ -250,6 +251,7 @@ def _build_task_problem(
         y = GaussianNoise(2.0 * sigma_y)(y, gens)
         ys = (-(-h // f), -(-w // f))
     else:
+        assert not isinstance(op, list)  # per-image operators are drawn only when simulating
         y = op.forward(xp) if task.kind == "mask" else xp
         ys = (h, w)
     return _Problem(op, y, (h, w), ys, (hp, wp))
@@ -278,7 +280,7 @@ def _build_operator_problem(op: LinearOperator, x01: Tensor, *, model, simulate,
                 f"operator.out_shape {list(op.out_shape)}"
             )
         y = x
-    ys = tuple(op.out_shape[1:]) if len(op.out_shape) == 3 else (0, 0)
+    ys = (int(op.out_shape[1]), int(op.out_shape[2])) if len(op.out_shape) == 3 else (0, 0)
     return _Problem(op, y, (hp, wp), ys, (hp, wp))
 
 
@@ -407,6 +409,7 @@ def solve(
         )
         pasteable = task.inpainting
     else:
+        assert operator is not None
         prob = _build_operator_problem(
             operator, x01, model=model, simulate=simulate, sigma_y=sigma_y, gens=gens
         )
@@ -424,6 +427,7 @@ def solve(
     common = dict(config=cfg, latent_shape=latent_shape, callback=callback, progress=progress)
     ops = prob.operator
     if isinstance(ops, list):  # per-image operators that cannot be batched (random motion kernels)
+        assert isinstance(gens, list)  # drawn per image, one generator each
         outs = [
             sample(
                 model.prior,

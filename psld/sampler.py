@@ -150,6 +150,7 @@ def guidance(
     total = config.omega * meas.sum()
     glue = torch.zeros_like(meas)
     if config.uses_glue:
+        assert glue_op is not None and glue_mode is not None  # set above whenever the glue is used
         target_x = glue_op.glue(x0, y, glue_mode) if config.method == "psld" else x0
         target = _encode(encoder, target_x, config.encode, generator)
         if target.shape != z0.shape:

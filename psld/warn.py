@@ -14,6 +14,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar
 
 __all__ = ["warn_at_caller", "once_per_run"]
@@ -27,7 +28,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _stacklevel() -> int:
     """``stacklevel`` for a ``warnings.warn`` made in :func:`warn_at_caller`: the first frame outside psld."""
-    frame = sys._getframe(2)  # the psld function that called warn_at_caller
+    frame: FrameType | None = sys._getframe(2)  # the psld function that called warn_at_caller
     level = 2
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
         frame = frame.f_back

@@ -162,6 +162,7 @@ class UNetPrior:
         if not self.conditional:
             return self.unet(x, tt).sample
         b = x.shape[0]
+        assert self.prompt_embeds is not None, "a conditional UNet needs prompt embeddings"
         cond = self._batch_embeds(self.prompt_embeds, b, device, dtype)
         if self.guidance_scale == 1.0:
             return self.unet(x, tt, encoder_hidden_states=cond).sample

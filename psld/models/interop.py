@@ -188,6 +188,8 @@ def assemble(
     conditional = _kind(unet) == "UNet2DConditionModel"
     pixel = vae is None
     vae_opts = dict(checkpointing=checkpointing, slicing=slicing, tiling=tiling)
+    encoder: Any
+    decoder: Any
     if pixel:  # the "latent" is the image: identity encoder/decoder
         encoder = decoder = Identity()
         latent_channels, latent_factor = 3, 1

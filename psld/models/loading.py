@@ -112,9 +112,9 @@ def _component_config(source: str, sub: str) -> dict:
     from diffusers import ConfigMixin
 
     class _Reader(ConfigMixin):
-        config_name = "config.json"
+        config_name = "config.json"  # type: ignore[assignment]
 
-    return dict(_Reader.load_config(source, subfolder=sub))
+    return dict(_Reader.load_config(source, subfolder=sub))  # type: ignore[arg-type]
 
 
 def _load_vae(source: str, index: dict, dtype: torch.dtype, vae_dtype: torch.dtype | None):
@@ -210,7 +210,7 @@ def load_model(
     unknown = sorted(set(components) - set(_COMPONENTS))
     if unknown:
         raise ValueError(f"load_model got unknown arguments {unknown}; components are {list(_COMPONENTS)}")
-    options = dict(
+    options: dict[str, Any] = dict(
         device=check_device(device),
         dtype=dtype,
         vae_dtype=vae_dtype,

@@ -136,7 +136,7 @@ class Convolution(LinearOperator):
             sep = (kv.clone(), kh_.clone())
         else:
             k2 = _as_kernel(kernel)
-            sep = _split_rank_one(k2)
+            sep = _split_rank_one(k2)  # type: ignore[assignment]
         if not isinstance(correlate, bool):
             raise ValueError(f"correlate must be True or False, got {correlate!r}")
         super().__init__(shape, shape)

@@ -218,7 +218,7 @@ class BoxInpainting(MaskOperator):
             bh, bw = box, box
         else:
             try:
-                bh, bw = (int(v) for v in box)
+                bh, bw = (int(v) for v in box)  # type: ignore[union-attr]
             except (TypeError, ValueError):
                 raise ValueError(f"box must be an int or a pair (height, width), got {box!r}") from None
         if bh < 1 or bw < 1:

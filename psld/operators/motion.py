@@ -131,7 +131,7 @@ def random_walk_motion_kernel(
     img = Image.new("RGB", (canvas, canvas))
     ImageDraw.Draw(img).line([tuple(p) for p in path.tolist()], width=max(1, int(diag / 150)))
     img = img.filter(ImageFilter.GaussianBlur(radius=int(diag * 0.01)))
-    img = img.resize((kernel_size, kernel_size), resample=Image.LANCZOS).convert("L")
+    img = img.resize((kernel_size, kernel_size), resample=Image.Resampling.LANCZOS).convert("L")
     k = torch.from_numpy(np.asarray(img, dtype=np.float64).copy())
     if float(k.sum()) <= 0:  # only for a tiny kernel whose path fades below 8 bits: the identity blur
         k[kernel_size // 2, kernel_size // 2] = 1.0

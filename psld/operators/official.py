@@ -40,7 +40,7 @@ class OfficialTranspose(LinearOperator):
                 f"got {type(op).__name__}"
             )
         super().__init__(op.in_shape, op.out_shape)
-        self.operator = op
+        self.operator: LinearOperator = op
         self.transpose_kind = kind
 
     def forward(self, x: Tensor) -> Tensor:
@@ -50,7 +50,7 @@ class OfficialTranspose(LinearOperator):
         """The official pseudo-transpose: identity, or nearest upsampling for super-resolution."""
         self.check_output(y)
         if self.transpose_kind == "nearest":
-            return upsample_nearest(y, self.operator.factor)
+            return upsample_nearest(y, self.operator.factor)  # type: ignore[attr-defined]
         return y
 
     def pinv(self, y: Tensor, *, tol: float | None = None, max_iter: int = 500) -> Tensor:

@@ -90,8 +90,8 @@ class SuperResolution(LinearOperator):
             self.matrices = (mh, mw)
             self._pinv_matrices = (torch.linalg.pinv(mh), torch.linalg.pinv(mw))
         else:
-            self.matrices = None
-            self._pinv_matrices = None
+            self.matrices = None  # type: ignore[assignment]
+            self._pinv_matrices = None  # type: ignore[assignment]
 
     @staticmethod
     def _sandwich(left: Tensor, t: Tensor, right_t: Tensor) -> Tensor:

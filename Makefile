@@ -1,4 +1,4 @@
-# Two set-up commands: `make demo` (the main job) and `make test` (the whole suite).
+# Two set-up commands: `make demo` (the main job) and `make test` (the whole suite); `make lint` for CI.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,6 +20,8 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 figures: $(STAMP)
 	$(BIN)/python -m figures --out figures-out

@@ -9,7 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PY="${PYTHON:-python}"
+# the interpreter: $PYTHON, else the project's .venv (what `make demo` builds), else python3 on the PATH
+if [[ -n "${PYTHON:-}" ]]; then PY="$PYTHON"
+elif [[ -x .venv/bin/python ]]; then PY=.venv/bin/python
+else PY="$(command -v python3 || command -v python || echo python3)"
+fi
 DRY=()
 if [[ "${1:-}" == "--dry-run" ]]; then DRY=(--dry-run); shift; fi
 OUT="${1:-.}"

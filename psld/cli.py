@@ -25,64 +25,34 @@ renamed into place, so an interrupted run (SIGINT/SIGTERM) leaves no partial fil
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from psld.files import check_writable_folder
+from psld import validation
+from psld.console import Parser, UsageError, quiet_libraries
+from psld.files import check_writable_folder, write_atomically
+from psld.validation import argtype
 
 __all__ = ["main", "build_parser"]
 
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line (``psld: error: ...``) and exit status 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise _UsageError(message)
+#: the name psld.evaluation.cli used before psld.console held it (kept for one release)
+_quiet_libraries = quiet_libraries
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text!r}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="psld", description="Posterior sampling with latent diffusion (PSLD).")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
+# ---------------------------------------------------------------------------------------------- parsers
+def _add_restore(sub) -> None:
     r = sub.add_parser("restore", help="restore an image with a latent diffusion prior")
     r.add_argument(
         "input", metavar="INPUT", help="image file (the degraded observation, or clean with --simulate)"
     )
     r.add_argument("-t", "--task", required=True, help="task name (see `psld tasks`)")
     r.add_argument("--model", required=True, help="diffusers model folder or hub id")
-    r.add_argument("--mask", help="mask image for inpainting (white = observed pixel)")
+    r.add_argument("--mask", help="mask image for inpainting (white = observed, black = missing; no gray)")
     r.add_argument("--kernel", help="blur kernel as a .npy array (deblurring), applied as a true convolution")
     r.add_argument(
         "--kernel-correlate",
@@ -92,33 +62,42 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--simulate", action="store_true", help="INPUT is clean: simulate the measurement first")
     r.add_argument("-o", "--out", default="psld-out", help="output folder (default: psld-out/)")
     r.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    r.add_argument("--steps", type=_positive_int, help="number of DDIM steps (default: task preset)")
-    r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    r.add_argument("--omega", type=_non_negative_float, help="measurement weight (default: task preset)")
-    r.add_argument("--gamma", type=_non_negative_float, help="gluing weight (default: task preset)")
     r.add_argument(
-        "--sigma-y",
-        type=_non_negative_float,
-        default=0.025,
-        help="noise std in [0, 1] units for --simulate (default 0.025)",
+        "--steps",
+        type=argtype(validation.positive_int),
+        help=f"number of DDIM steps, at most {validation.MAX_STEPS} (default: task preset)",
     )
-    r.add_argument("--sr-mode", default="bicubic", help="super-resolution operator: bicubic or average")
+    r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    number = argtype(validation.finite_number, minimum=0.0)
+    r.add_argument("--omega", type=number, help="measurement weight (default: task preset)")
+    r.add_argument("--gamma", type=number, help="gluing weight (default: task preset)")
+    r.add_argument(
+        "--sigma-y", type=number, help="with --simulate: noise std in [0, 1] units (default 0.025)"
+    )
+    r.add_argument(
+        "--sr-mode",
+        default="bicubic",
+        type=argtype(validation.sr_mode),
+        help="super-resolution operator: bicubic or average",
+    )
     r.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     r.add_argument("--dtype", help="UNet dtype: fp32, fp16 or bf16 (default: fp16 on cuda, fp32 on cpu)")
     r.add_argument("--low-memory", action="store_true", help="checkpoint UNet/VAE blocks: less memory")
+    r.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run even when the estimated memory exceeds what the device has free",
+    )
     r.add_argument("--prompt", default="", help="text prompt for Stable Diffusion models (default empty)")
     r.add_argument("--no-paste", action="store_true", help="do not paste the observed pixels (inpainting)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+
+def _add_tasks(sub) -> None:
     sub.add_parser("tasks", help="list the tasks and their default presets")
 
-    d = sub.add_parser("demo", help="restore shipped Fashion-MNIST test images with the built-in model")
-    d.add_argument("-o", "--out", default="psld-demo", help="output folder (default: psld-demo/)")
-    d.add_argument("--n", type=_positive_int, default=4, help="number of test images (default 4, at most 32)")
-    d.add_argument("--steps", type=_positive_int, help="DDIM steps (default: the model's tuned preset)")
-    d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    d.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+def _add_verify(sub) -> None:
     v = sub.add_parser("verify", help="run the theory verification report")
     level = v.add_mutually_exclusive_group()
     level.add_argument("--quick", action="store_true", help="fast subset of the checks")
@@ -127,17 +106,60 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     v.add_argument("--only", nargs="+", metavar="NAME", help="run only these checks")
 
-    from psld.evaluation.cli import add_evaluate_parser
 
-    add_evaluate_parser(sub)
+def _add_demo(sub) -> None:
+    d = sub.add_parser("demo", help="restore shipped Fashion-MNIST test images with the built-in model")
+    d.add_argument("-o", "--out", default="psld-demo", help="output folder (default: psld-demo/)")
+    d.add_argument(
+        "--n",
+        type=argtype(validation.positive_int),
+        default=4,
+        help="number of test images (default 4, at most 32)",
+    )
+    d.add_argument(
+        "--steps",
+        type=argtype(validation.positive_int),
+        help="DDIM steps (default: the model's tuned preset)",
+    )
+    d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    d.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_train(sub) -> None:
     from psld.training.cli import add_train_parser
 
     add_train_parser(sub)
+
+
+def _add_evaluate(sub) -> None:
+    from psld.evaluation.cli import add_evaluate_parser
+
+    add_evaluate_parser(sub)
+
+
+#: the subcommands in help order: name -> (add its parser, run it); a new command adds one line here
+def _commands() -> dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]]:
+    return {
+        "restore": (_add_restore, _cmd_restore),
+        "tasks": (_add_tasks, _cmd_tasks),
+        "verify": (_add_verify, _cmd_verify),
+        "evaluate": (_add_evaluate, _cmd_evaluate),
+        "demo": (_add_demo, _cmd_demo),
+        "train": (_add_train, _cmd_train),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="psld", description="Posterior sampling with latent diffusion (PSLD).")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for add, _ in _commands().values():
+        add(sub)
     return parser
 
 
 # ---------------------------------------------------------------------------------------------- commands
-def _cmd_tasks() -> int:
+def _cmd_tasks(args: argparse.Namespace) -> int:
     from psld.config import PSLDConfig
     from psld.tasks import TASKS
 
@@ -154,13 +176,20 @@ def _cmd_tasks() -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from psld.demo import run_demo
 
-    _quiet_libraries()
+    quiet_libraries()
     result = run_demo(args.out, n=args.n, steps=args.steps, seed=args.seed, progress=not args.no_progress)
     print(f"PSNR (dB) / SSIM, mean of {args.n} held-out Fashion-MNIST test images, built-in model:\n")
     print(result.table())
     print(f"{result.seconds:.0f} s; wrote {args.out}/comparison.png and table.md")
     print("The theorem checks: psld verify --quick")
     return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from psld.training.cli import run_train
+
+    quiet_libraries()
+    return run_train(args)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -172,15 +201,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     )
 
 
-def _quiet_libraries() -> None:
-    """Silence diffusers/transformers loading bars and warnings (the CLI prints its own errors)."""
-    for name in ("diffusers", "transformers"):
-        try:
-            module = __import__(f"{name}.utils.logging", fromlist=["logging"])
-            module.set_verbosity_error()
-            module.disable_progress_bar()
-        except Exception:  # pragma: no cover - library layout changed; noise only
-            pass
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from psld.evaluation.cli import run_evaluate
+
+    return run_evaluate(args)
 
 
 def _comparison(panels: list, size: tuple[int, int]):
@@ -191,7 +215,7 @@ def _comparison(panels: list, size: tuple[int, int]):
     w, h = size
     canvas = Image.new("RGB", (len(panels) * w + (len(panels) - 1) * gap, h), (255, 255, 255))
     for i, im in enumerate(panels):
-        canvas.paste(im.convert("RGB").resize((w, h), Image.NEAREST), (i * (w + gap), 0))
+        canvas.paste(im.convert("RGB").resize((w, h), Image.Resampling.NEAREST), (i * (w + gap), 0))
     return canvas
 
 
@@ -200,52 +224,56 @@ _PAUSE_ENV = "_PSLD_TEST_PAUSE_BEFORE_RENAME"
 
 
 def _save_all(images: list, paths: list[Path]) -> None:
-    """Write each image to a temporary name beside its path, then ``os.replace`` it into place.
+    """Write the PNGs as a set (:func:`psld.files.write_atomically`): all of them, or none.
 
-    An interruption (SIGINT, SIGTERM via :func:`_terminate`) removes the temporary files: no output
-    is ever left half written.
+    An interruption (SIGINT, SIGTERM via :func:`_terminate`) or a full disk removes the temporary files;
+    a write error becomes a one-line ``ValueError`` (exit 2). New files get the usual ``0o666 & ~umask``.
     """
-    temps: list[str] = []
+
+    def pause() -> None:
+        seconds = float(os.environ.get(_PAUSE_ENV, "0") or 0)
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def png(image):
+        return lambda fh: image.save(fh, format="PNG")
+
     try:
-        for image, path in zip(images, paths, strict=True):
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-            temps.append(tmp)
-            with os.fdopen(fd, "wb") as fh:
-                image.save(fh, format="PNG")
-        pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
-        if pause > 0:
-            time.sleep(pause)
-        for tmp, path in zip(list(temps), paths, strict=True):
-            os.replace(tmp, path)
-            temps.remove(tmp)
-    finally:
-        for tmp in temps:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        write_atomically([(p, png(im)) for im, p in zip(images, paths, strict=True)], before_rename=pause)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(f"could not write the outputs to {str(paths[0].parent)!r}: {reason}") from None
 
 
 def _terminate(signum, frame):  # pragma: no cover - exercised in a subprocess
     raise SystemExit(128 + signum)
 
 
-def _cmd_restore(args: argparse.Namespace) -> int:
-    from psld.images import load_images, load_kernel, load_mask, require_observed, to_pil
-    from psld.models.loading import check_device
+def _check_restore(args: argparse.Namespace):
+    """Every check of ``psld restore`` that needs no model, in one place (nothing loaded or written).
+
+    Returns ``(task, image, mask, kernel, out_path, cmp_path, device)``.
+    """
+    from psld.images import load_images, load_kernel, load_mask, require_observed
+    from psld.models.loading import num_train_timesteps
     from psld.tasks import get_task
 
     task = get_task(args.task)
-    if args.sr_mode not in ("bicubic", "average"):
-        raise ValueError(f"--sr-mode must be 'bicubic' or 'average', got {args.sr_mode!r}")
+    if args.sigma_y is not None and not args.simulate:
+        raise ValueError("--sigma-y applies only with --simulate (a real observation carries its own noise)")
+    if args.steps is not None:
+        trained = num_train_timesteps(args.model) or validation.MAX_STEPS
+        validation.steps(args.steps, "--steps", maximum=trained)
     image = load_images(args.input, "input")
-    size = tuple(image.shape[-2:])
+    size = (int(image.shape[-2]), int(image.shape[-1]))
     mask = require_observed(load_mask(args.mask, size)) if args.mask is not None else None
     if mask is not None and task.kind != "mask":
         raise ValueError(f"task {task.name!r} takes no --mask (only inpaint-random, inpaint-box, destripe)")
     kernel = load_kernel(args.kernel) if args.kernel is not None else None
     if kernel is not None and task.kind != "blur":
         raise ValueError(f"task {task.name!r} takes no --kernel (only deblur-gaussian, deblur-motion)")
+    if kernel is not None:
+        validation.kernel_fits(kernel.shape, size, "--kernel")
     if not args.simulate:
         if task.inpainting and task.name != "destripe" and mask is None:
             raise ValueError(f"task {task.name!r} needs --mask (white = observed pixel) unless --simulate")
@@ -254,18 +282,25 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     check_writable_folder(out_dir)
     stem = f"{Path(args.input).stem}_{task.name}"
-    out_path = out_dir / f"{stem}.png"
-    cmp_path = out_dir / f"{stem}_compare.png"
+    out_path, cmp_path = out_dir / f"{stem}.png", out_dir / f"{stem}_compare.png"
     existing = [str(p) for p in (out_path, cmp_path) if p.exists()]
     if existing and not args.overwrite:
         raise ValueError(f"output {existing[0]!r} exists; pass --overwrite to replace it")
-    device = check_device(args.device)
+    device = validation.device(args.device, "--device")
+    return task, image, mask, kernel, out_path, cmp_path, device
 
-    _quiet_libraries()
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from psld.images import to_pil
+
+    task, image, mask, kernel, out_path, cmp_path, device = _check_restore(args)
+    quiet_libraries()
     from psld.models.loading import load_model
     from psld.restore import solve
 
     model = load_model(args.model, device=device, dtype=args.dtype, low_memory=args.low_memory)
+    if args.steps is not None:  # a hub model's timesteps are known only now
+        validation.steps(args.steps, "--steps", maximum=model.num_train_timesteps)
     result = solve(
         image,
         task,
@@ -284,17 +319,31 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         output_type="pil",
         paste=not args.no_paste,
         progress=not args.no_progress,
+        allow_large=args.allow_large,
+        on_estimate=_print_estimate,
     )
     restored = result.images[0]
     measurement = to_pil(result.measurement[:1].clamp(0, 1))[0]
     source = to_pil(image[:1])[0]
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     comparison = _comparison([source, measurement, restored], restored.size)
-    _save_all([restored, comparison], [out_path, cmp_path])
+    out_dir = out_path.parent
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _save_all([restored, comparison], [out_path, cmp_path])
+    except ValueError:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # nothing partial: not even the folder this run created
+        raise
     print(out_path)
     print(cmp_path)
     return 0
+
+
+def _print_estimate(estimate) -> None:
+    """One line on stderr before a large run starts (``psld.budget.RunEstimate``)."""
+    print(f"psld: {estimate.describe()}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -312,28 +361,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        if args.command == "tasks":
-            return _cmd_tasks()
-        if args.command == "verify":
-            return _cmd_verify(args)
-        if args.command == "demo":
-            return _cmd_demo(args)
-        if args.command == "train":
-            from psld.training.cli import run_train
+        if args.command in ("restore", "evaluate") and not getattr(args, "low_memory", False):
+            from psld.heap import keep_freed_memory  # kept blocks fragment under --low-memory (psld.heap)
 
-            return run_train(args)
-        if not getattr(args, "low_memory", False):  # kept blocks fragment: a higher peak (psld.heap)
-            from psld.heap import keep_freed_memory
-
-            keep_freed_memory()  # restore and evaluate: reuse freed activations instead of re-faulting
-        if args.command == "evaluate":
-            from psld.evaluation.cli import run_evaluate
-
-            return run_evaluate(args)
-        if previous is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _terminate)  # unwind (temporary files removed), exit 143
-        return _cmd_restore(args)
-    except (_UsageError, ValueError, DivergenceError) as exc:
+            keep_freed_memory()  # reuse freed activations instead of re-faulting them
+        if args.command == "restore" and previous is not None:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, _terminate)  # unwind (temporary files removed), exit 143
+        return _commands()[args.command][1](args)
+    except (UsageError, ValueError, DivergenceError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"psld: error: {message}", file=sys.stderr)
         return 2

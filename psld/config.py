@@ -30,6 +30,8 @@ GLUES = ("adjoint", "pinv", "official")
 ENCODES = ("mode", "sample")
 GRAD_WRT = ("zt", "z0")
 SPACINGS = ("leading", "trailing", "linspace", "official")
+#: where ``inpaint-box`` puts its box: centred (the paper) or the official code's random placement
+BOX_PLACEMENTS = ("centre", "official")
 #: training timesteps of both official model families (SD v1.5 and the FFHQ LDM)
 OFFICIAL_T = 1000
 
@@ -99,6 +101,9 @@ class PSLDConfig:
     set_alpha_to_one: bool = True
     #: added to the timestep the prior sees (official code at 1000 steps: the UNet gets t + 1).
     model_t_offset: int = 0
+    #: ``inpaint-box`` placement when :func:`psld.solve` builds the operator: "centre" (the paper), or
+    #: "official" (the official code: random, 16 px margin, drawn from each image's generator).
+    box_placement: str = "centre"
 
     def __post_init__(self) -> None:
         _choice("method", self.method, METHODS)
@@ -107,6 +112,7 @@ class PSLDConfig:
         _choice("encode", self.encode, ENCODES)
         _choice("grad_wrt", self.grad_wrt, GRAD_WRT)
         _choice("timestep_spacing", self.timestep_spacing, SPACINGS)
+        _choice("box_placement", self.box_placement, BOX_PLACEMENTS)
         if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) or self.num_steps < 1:
             raise ValueError(f"num_steps must be a positive int, got {self.num_steps!r}")
         for name in ("eta", "omega", "gamma", "prediction_sigma"):
@@ -133,12 +139,36 @@ class PSLDConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def to_dict(self) -> dict[str, object]:
+        """Every field by name, JSON-ready (str, int, float, bool); ``from_dict`` inverts it exactly.
+
+        >>> PSLDConfig.from_dict(PSLDConfig(omega=0.5).to_dict()) == PSLDConfig(omega=0.5)
+        True
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> PSLDConfig:
+        """The configuration ``data`` describes (missing fields take their defaults; validated).
+
+        An unknown field (a typo, or a file written by another version) raises a one-line ``ValueError``
+        naming it instead of being dropped.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a PSLDConfig dict is expected, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown PSLDConfig field(s) {', '.join(map(repr, unknown))}")
+        return cls(**data)  # type: ignore[arg-type]
+
     @classmethod
     def official(cls, task: str, model: str = "sd", num_steps: int = 1000) -> PSLDConfig:
         """The settings of the official run script for ``task`` (docs/official.md §9).
 
         Unsquared whole-residual norms, DDIM eta 0, fresh N(0, 0.05^2) noise on the predicted
-        measurement, a sampled KL encoding and the official pseudo-transpose in the glue.
+        measurement, a sampled KL encoding, the official pseudo-transpose in the glue and the official
+        random box placement (``inpaint-box``).
 
         Timesteps (``timestep_spacing="official"``, :func:`psld.schedule.official_ddim_schedule`): with
         ``c = 1000 // num_steps`` the model sees ``range(0, 1000, c) + 1`` (``ceil(1000 / c)`` steps, so
@@ -174,6 +204,7 @@ class PSLDConfig:
             steps_offset=0,
             set_alpha_to_one=False,
             model_t_offset=0,
+            box_placement="official",
         )
 
     @classmethod

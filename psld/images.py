@@ -4,7 +4,7 @@ Images are returned as float32 tensors ``[B, 3, H, W]`` in [0, 1]; conversion to
 happens in :mod:`psld.restore`. Accepted image inputs: a file path, a ``PIL.Image``, a numpy array
 (``HWC``/``HW``, or ``NHWC`` for a batch; ``uint8`` in 0..255 or float in [0, 1]), a torch tensor in
 [0, 1] (``CHW`` or ``NCHW``), or a list of any of these (a batch; all must have the same size).
-Grayscale is repeated to 3 channels and an alpha channel is dropped.
+Grayscale is repeated to 3 channels; an opaque alpha channel is dropped and a transparent pixel refused.
 """
 
 from __future__ import annotations
@@ -53,13 +53,31 @@ def _channels_to_rgb(t: Tensor, what: str) -> Tensor:
     c = t.shape[1]
     if c == 1:
         return t.expand(-1, 3, -1, -1).contiguous()
-    if c == 2:  # gray + alpha
-        return t[:, :1].expand(-1, 3, -1, -1).contiguous()
+    if c in (2, 4):  # gray + alpha, RGB + alpha: an opaque alpha carries nothing and is dropped
+        _refuse_transparency(t[:, -1], what)
+        return t[:, :1].expand(-1, 3, -1, -1).contiguous() if c == 2 else t[:, :3].contiguous()
     if c == 3:
         return t
-    if c == 4:
-        return t[:, :3].contiguous()
     raise ValueError(f"{what} must have 1, 3 or 4 channels, got {c}")
+
+
+def _refuse_transparency(alpha: Tensor, what: str) -> None:
+    """``ValueError`` when an alpha channel (in [0, 1]) has a transparent pixel: dropping it would
+    silently change the image (what shows through is not defined)."""
+    if alpha.numel() and float(alpha.min()) < 1.0 - 1e-6:
+        raise ValueError(
+            f"{what} has transparent pixels (alpha down to {float(alpha.min()):.3g}); "
+            "flatten it onto a background (or remove the alpha channel) first"
+        )
+
+
+def _pil_alpha(im) -> Tensor | None:
+    """The alpha channel of a PIL image in [0, 1], or ``None`` when it has none."""
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return None
+    return torch.from_numpy(np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0)
 
 
 def _check_range(t: Tensor, what: str) -> Tensor:
@@ -95,8 +113,11 @@ def _pil_to_tensor(im, what: str = "image") -> Tensor:
     if im.mode == "F":
         return _check_range(torch.from_numpy(np.asarray(im, dtype=np.float32).copy())[None, None], what)
     if im.mode not in ("RGB", "L"):
+        alpha = _pil_alpha(im)
+        if alpha is not None:
+            _refuse_transparency(alpha, what)
         im = im.convert("RGB")
-    arr = np.asarray(im, dtype=np.float32) / 255.0
+    arr = np.asarray(im, dtype=np.float32) / 255.0  # type: ignore[assignment]
     if arr.ndim == 2:
         arr = arr[..., None]
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None]
@@ -164,11 +185,40 @@ def load_images(images: Any, what: str = "image") -> Tensor:
     return torch.cat(batch)
 
 
+#: mask levels: at most this far from black (0) or white (1); anything between is refused as ambiguous
+MASK_TOLERANCE = 0.1
+
+
+def _mask_from_channels(m: Tensor) -> Tensor:
+    """``[H, W, C]`` (C = 3 or 4, values in [0, 1]) -> ``[H, W]``, refusing colour and transparency."""
+    if m.shape[-1] == 4:
+        _refuse_transparency(m[..., 3], "mask")
+        m = m[..., :3]
+    spread = float((m.amax(-1) - m.amin(-1)).max()) if m.numel() else 0.0
+    if spread > MASK_TOLERANCE:
+        raise ValueError(
+            "mask is coloured (its channels differ); save it black (0, missing) and white (255, observed)"
+        )
+    return m.mean(-1)
+
+
+def _refuse_gray(m: Tensor) -> None:
+    gray = (m > MASK_TOLERANCE) & (m < 1 - MASK_TOLERANCE)
+    if bool(gray.any()):
+        where = gray.nonzero()[0].tolist()
+        raise ValueError(
+            f"mask has gray pixels (e.g. {float(m[tuple(where)]):.3g} of full scale at {where}); use black "
+            "(0, missing) and white (255 or 1, observed) only"
+        )
+
+
 def load_mask(mask: Any, size: tuple[int, int] | None = None) -> Tensor:
     """A binary mask ``[H, W]`` (or ``[N, H, W]`` for a list/batch), 1 = observed pixel.
 
-    Files and PIL images are converted to grayscale and thresholded at half intensity; arrays and
-    tensors at 0.5 (``bool`` accepted). ``size = (H, W)`` checks the mask against the image.
+    Values are read in [0, 1] (8-bit / 255, 16-bit / 65535, ``bool`` as 0/1); a mask must be black
+    and white: a level within :data:`MASK_TOLERANCE` of 0 is missing, within it of 1 observed, and a
+    gray level between (e.g. 128), a coloured mask or a transparent pixel is refused (``ValueError``)
+    rather than guessed. ``size = (H, W)`` checks the mask against the image.
     """
     from PIL import Image
 
@@ -182,17 +232,24 @@ def load_mask(mask: Any, size: tuple[int, int] | None = None) -> Tensor:
         if isinstance(item, Image.Image):
             if item.mode in _INT_MODES or item.mode == "F":  # 16-bit or float gray: true bit depth
                 m = _pil_to_tensor(item, "mask")[0, 0]
-            else:
+            elif item.mode == "L" or item.mode == "1":
                 m = torch.from_numpy(np.asarray(item.convert("L"), dtype=np.float32) / 255.0)
+            else:
+                alpha = _pil_alpha(item)
+                rgb = np.asarray(item.convert("RGB"), dtype=np.float32) / 255.0
+                m = torch.from_numpy(rgb)
+                if alpha is not None:
+                    m = torch.cat([m, alpha[..., None]], -1)
+                m = _mask_from_channels(m)
         elif isinstance(item, (np.ndarray, Tensor)):
-            m = torch.as_tensor(np.asarray(item) if isinstance(item, np.ndarray) else item.detach().cpu())
+            m = torch.as_tensor(np.array(item) if isinstance(item, np.ndarray) else item.detach().cpu())
             if m.dtype == torch.uint8 and bool((m > 1).any()):
                 m = m.to(torch.float32) / 255.0
             m = m.to(torch.float32)
             if m.dim() == 3 and m.shape[-1] in (1, 3, 4) and m.shape[0] not in (1, 3, 4):  # HWC
-                m = m[..., 0]
+                m = m[..., 0] if m.shape[-1] == 1 else _mask_from_channels(m)
             elif m.dim() == 3 and m.shape[0] in (1, 3, 4):  # CHW
-                m = m[0]
+                m = m[0] if m.shape[0] == 1 else _mask_from_channels(m.movedim(0, -1))
             elif m.dim() == 4:
                 m = m[:, 0] if m.shape[1] in (1, 3, 4) else m[..., 0]
             if m.dim() not in (2, 3):
@@ -201,6 +258,9 @@ def load_mask(mask: Any, size: tuple[int, int] | None = None) -> Tensor:
             raise ValueError(
                 f"mask must be a path, PIL image, numpy array or tensor, got {type(item).__name__}"
             )
+        if not bool(torch.isfinite(m).all()):
+            raise ValueError("mask contains NaN or infinite values")
+        _refuse_gray(m)
         masks.append((m > 0.5).to(torch.float32))
     out = masks[0] if len(masks) == 1 else torch.stack([m if m.dim() == 2 else m[0] for m in masks])
     if size is not None and tuple(out.shape[-2:]) != tuple(size):
@@ -246,11 +306,16 @@ def load_kernel(kernel: Any) -> Tensor:
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     """Reflect-pad the bottom and right of ``x`` ``[N, C, H, W]`` so ``H`` and ``W`` are multiples.
 
-    Reflection is repeated when the padding exceeds the image (tiny inputs).
+    Reflection is repeated when the padding exceeds the image (tiny inputs); a side of 1 pixel, which
+    has nothing to reflect, is replicated instead.
     """
     h, w = x.shape[-2:]
     need_h = (-h) % multiple
     need_w = (-w) % multiple
+    if (need_h and h == 1) or (need_w and w == 1):
+        x = F.pad(x, (0, need_w if w == 1 else 0, 0, need_h if h == 1 else 0), mode="replicate")
+        need_h = 0 if h == 1 else need_h
+        need_w = 0 if w == 1 else need_w
     while need_h > 0 or need_w > 0:
         ph = min(need_h, x.shape[-2] - 1)
         pw = min(need_w, x.shape[-1] - 1)

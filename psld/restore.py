@@ -11,7 +11,8 @@ Two modes:
 * **Simulation** (``simulate=True``): the input is a clean image; the task's operator is built (random
   masks and motion kernels drawn from the generator of each image), and ``y = A x + n`` with
   ``n ~ N(0, sigma_y^2)``. ``sigma_y`` is in [0, 1] image units (default 0.025, the official setting) and
-  is doubled inside, where images live in [-1, 1]. In real use ``sigma_y`` is not used.
+  is doubled inside, where images live in [-1, 1]. In real use ``sigma_y`` is refused (the observation
+  carries its own noise).
 
 **Sizes (padding policy).** Any input size is accepted. The observation is reflect-padded at the bottom
 and right so that the full-resolution image is a multiple of ``model.size_multiple`` (8 for SD: the
@@ -28,7 +29,6 @@ noise, so a batch gives the same results as the images solved one at a time.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from psld import budget, validation
 from psld.config import PSLDConfig
 from psld.images import (
     OUTPUT_TYPES,
@@ -54,6 +55,9 @@ from psld.sampler import sample
 from psld.tasks import Task, get_task
 
 __all__ = ["solve", "SolveOutput", "check_device"]
+
+#: measurement noise of a simulation, in [0, 1] image units (the official setting)
+DEFAULT_SIGMA_Y = 0.025
 
 
 @dataclass
@@ -108,6 +112,7 @@ def _family(model) -> str:
 
 def _config(task: Task | None, model, config, num_inference_steps, omega, gamma) -> PSLDConfig:
     pixel = model.family == "pixel"
+    T = model.num_train_timesteps
     if config is None:
         if task is not None:
             from psld.presets import model_preset
@@ -124,12 +129,28 @@ def _config(task: Task | None, model, config, num_inference_steps, omega, gamma)
         raise ValueError(f"a pixel-space model runs method 'dps' only, got {config.method!r}")
     changes: dict[str, Any] = {}
     if num_inference_steps is not None:
-        changes["num_steps"] = num_inference_steps
+        changes["num_steps"] = validation.steps(num_inference_steps, "num_inference_steps", maximum=T)
     if omega is not None:
-        changes["omega"] = float(omega)
+        changes["omega"] = validation.finite_number(omega, "omega")
     if gamma is not None:
-        changes["gamma"] = float(gamma)
-    return config.replace(**changes) if changes else config
+        changes["gamma"] = validation.finite_number(gamma, "gamma")
+    config = config.replace(**changes) if changes else config
+    return _fit_steps_offset(config, T)
+
+
+def _fit_steps_offset(config: PSLDConfig, T: int) -> PSLDConfig:
+    """Lower a "leading" schedule's ``steps_offset`` just enough that its first timestep is ``T - 1``.
+
+    diffusers' leading timesteps are ``i * (T // S) + steps_offset``; with SD's ``steps_offset = 1`` the
+    first of ``S = T`` steps would be ``T``, past the last trained timestep (diffusers itself fails
+    there). Any ``S <= T`` fits once the offset is at most ``T - 1 - (S - 1) * (T // S)`` (0 at ``S = T``:
+    every timestep once); step counts that already fit are unchanged.
+    """
+    if config.timestep_spacing != "leading":
+        return config
+    S = config.num_steps
+    room = T - 1 - (S - 1) * (T // S)
+    return config.replace(steps_offset=room) if 0 <= room < config.steps_offset else config
 
 
 def _stack_ops(ops: list[LinearOperator]) -> LinearOperator | list[LinearOperator]:
@@ -137,7 +158,7 @@ def _stack_ops(ops: list[LinearOperator]) -> LinearOperator | list[LinearOperato
     if len(ops) == 1:
         return ops[0]
     if all(isinstance(op, MaskOperator) and not op.batched for op in ops):
-        return MaskOperator(torch.stack([op.mask for op in ops]), ops[0].in_shape)
+        return MaskOperator(torch.stack([op.mask for op in ops]), ops[0].in_shape)  # type: ignore[attr-defined]
     return ops
 
 
@@ -176,6 +197,8 @@ def _build_task_problem(
         if mask.dim() == 3 and mask.shape[0] not in (1, b):
             raise ValueError(f"got {mask.shape[0]} masks for {b} images")
     k = load_kernel(kernel) if kernel is not None else None
+    if k is not None:
+        validation.kernel_fits(k.shape, (h, w), "kernel")
     if mask is not None and task.kind != "mask":
         raise ValueError(f"task {task.name!r} takes no mask (only inpaint-random, inpaint-box, destripe)")
     if k is not None and task.kind != "blur":
@@ -192,8 +215,8 @@ def _build_task_problem(
         q = lcm(m, f) // f
         y = pad_to_multiple(x, q)
         hp, wp = y.shape[-2] * f, y.shape[-1] * f
-        op = task.build_operator((3, hp, wp), family=_family(model), sr_mode=sr_mode, side=min(h, w) * f)
-        return _Problem(op, y, (h * f, w * f), (h, w), (hp, wp))
+        sr_op = task.build_operator((3, hp, wp), family=_family(model), sr_mode=sr_mode, side=min(h, w) * f)
+        return _Problem(sr_op, y, (h * f, w * f), (h, w), (hp, wp))
 
     mult = lcm(m, f)
     xp = pad_to_multiple(x, mult)
@@ -204,7 +227,7 @@ def _build_task_problem(
         pmask = pad_to_multiple(mm[:, None], mult)[:, 0]
         pmask = pmask[0] if mask.dim() == 2 else pmask
     shape = (3, hp, wp)
-    build = dict(
+    build: dict[str, Any] = dict(
         family=_family(model),
         mask=pmask,
         kernel=k,
@@ -215,6 +238,7 @@ def _build_task_problem(
     )
     # the official box is placed at random (seeded per image), so it is drawn like the random tasks
     randomised = task.random or (protocol == "official" and task.name == "inpaint-box")
+    op: LinearOperator | list[LinearOperator]
     if simulate and randomised and pmask is None and k is None and isinstance(gens, list):
         op = _stack_ops([task.build_operator(shape, seed=g, **build) for g in gens])
     else:
@@ -232,6 +256,7 @@ def _build_task_problem(
         y = GaussianNoise(2.0 * sigma_y)(y, gens)
         ys = (-(-h // f), -(-w // f))
     else:
+        assert not isinstance(op, list)  # per-image operators are drawn only when simulating
         y = op.forward(xp) if task.kind == "mask" else xp
         ys = (h, w)
     return _Problem(op, y, (h, w), ys, (hp, wp))
@@ -260,8 +285,24 @@ def _build_operator_problem(op: LinearOperator, x01: Tensor, *, model, simulate,
                 f"operator.out_shape {list(op.out_shape)}"
             )
         y = x
-    ys = tuple(op.out_shape[1:]) if len(op.out_shape) == 3 else (0, 0)
+    ys = (int(op.out_shape[1]), int(op.out_shape[2])) if len(op.out_shape) == 3 else (0, 0)
     return _Problem(op, y, (hp, wp), ys, (hp, wp))
+
+
+def _check_budget(model, padded, batch: int, cfg: PSLDConfig, allow_large: bool, on_estimate) -> None:
+    """Refuse a run larger than :data:`psld.budget.LARGE_PIXELS` whose estimated memory exceeds the
+    device's free memory, unless ``allow_large`` (:mod:`psld.budget`); ``on_estimate`` sees the estimate of
+    a run that goes ahead."""
+    if padded[0] * padded[1] * batch <= budget.LARGE_PIXELS:
+        return
+    estimate = budget.estimate_run(model, padded, batch, cfg.num_steps, cfg.uses_glue)
+    if not estimate.fits and not allow_large:
+        raise ValueError(
+            f"{estimate.describe()}: more memory than the device has free; use a smaller image or "
+            "low_memory, or pass allow_large=True (psld restore --allow-large) to run anyway"
+        )
+    if on_estimate is not None:
+        on_estimate(estimate)
 
 
 def _crop(t: Tensor, size: tuple[int, int]) -> Tensor:
@@ -282,7 +323,7 @@ def solve(
     num_inference_steps: int | None = None,
     omega: float | None = None,
     gamma: float | None = None,
-    sigma_y: float = 0.025,
+    sigma_y: float | None = None,
     sr_mode: str = "bicubic",
     generator: torch.Generator | list[torch.Generator] | None = None,
     seed: int | None = None,
@@ -293,6 +334,8 @@ def solve(
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
     config: PSLDConfig | None = None,
+    allow_large: bool = False,
+    on_estimate: Callable[[budget.RunEstimate], object] | None = None,
 ) -> SolveOutput:
     """Restore ``image_or_measurement`` for ``task_or_operator`` with the latent diffusion ``model``.
 
@@ -311,6 +354,12 @@ def solve(
     ``kernel`` is applied as a true convolution; ``kernel_correlate=True`` applies it as a correlation,
     the official code's ``conv2d`` convention (use it for a kernel array from the official code).
     (The official code pastes the clean ground truth, which makes its inpainting PSNR optimistic.)
+
+    ``num_inference_steps`` may be up to the model's training timesteps (1000 for SD and the LDMs): a
+    "leading" schedule's ``steps_offset`` is lowered where it would push the first timestep past them.
+    A run above :data:`psld.budget.LARGE_PIXELS` pixels is first estimated (:mod:`psld.budget`;
+    ``on_estimate(estimate)`` sees it) and refused when it needs more memory than the device has free,
+    unless ``allow_large=True``.
 
     See the module docstring for the real-use/simulation modes, the padding policy and randomness.
     Bad input raises a one-line ``ValueError`` (a mask observing no pixel, a missing device, ...);
@@ -332,12 +381,10 @@ def solve(
         )
     if operator is not None and (mask is not None or kernel is not None):
         raise ValueError("mask and kernel apply to named tasks; build them into the operator instead")
-    try:
-        sigma_y = float(sigma_y)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigma_y must be a number, got {sigma_y!r}") from None
-    if not (sigma_y >= 0 and math.isfinite(sigma_y)):
-        raise ValueError(f"sigma_y must be a finite number >= 0 (in [0, 1] image units), got {sigma_y!r}")
+    if sigma_y is not None and not simulate:
+        raise ValueError("sigma_y applies only with simulate=True (a real observation carries its own noise)")
+    sigma_y = validation.finite_number(DEFAULT_SIGMA_Y if sigma_y is None else sigma_y, "sigma_y")
+    validation.sr_mode(sr_mode)
     x01 = load_images(
         image_or_measurement,
         "image" if (simulate or task is None or task.kind != "sr") else "low-resolution image",
@@ -362,11 +409,12 @@ def solve(
             gens=gens,
             sr_mode=sr_mode,
             kernel_correlate=kernel_correlate,
-            # PSLDConfig.official(...) also builds the official operators (random box placement)
-            protocol="official" if cfg.timestep_spacing == "official" else "default",
+            # the box placement is its own setting (PSLDConfig.official sets "official"), never the spacing
+            protocol="official" if cfg.box_placement == "official" else "default",
         )
         pasteable = task.inpainting
     else:
+        assert operator is not None
         prob = _build_operator_problem(
             operator, x01, model=model, simulate=simulate, sigma_y=sigma_y, gens=gens
         )
@@ -379,10 +427,12 @@ def solve(
             out = callback_on_step_end(i, t, dict(state))
             return out if isinstance(out, dict) else None
 
+    _check_budget(model, prob.padded, batch, cfg, allow_large, on_estimate)
     latent_shape = model.latent_shape(*prob.padded)
     common = dict(config=cfg, latent_shape=latent_shape, callback=callback, progress=progress)
     ops = prob.operator
     if isinstance(ops, list):  # per-image operators that cannot be batched (random motion kernels)
+        assert isinstance(gens, list)  # drawn per image, one generator each
         outs = [
             sample(
                 model.prior,

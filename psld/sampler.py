@@ -33,6 +33,7 @@ from psld.operators.base import LinearOperator
 from psld.protocols import Decoder, Encoder, Identity, LatentPrior
 from psld.random import randn_like_batch
 from psld.schedule import DDIMSchedule, ddim_sigma, ddim_step, official_ddim_schedule, predict_z0
+from psld.warn import once_per_run
 
 #: final latent rms (per sample) above which :func:`sample` warns: 100 prior standard deviations.
 DRIFT_RMS = 100.0
@@ -149,6 +150,7 @@ def guidance(
     total = config.omega * meas.sum()
     glue = torch.zeros_like(meas)
     if config.uses_glue:
+        assert glue_op is not None and glue_mode is not None  # set above whenever the glue is used
         target_x = glue_op.glue(x0, y, glue_mode) if config.method == "psld" else x0
         target = _encode(encoder, target_x, config.encode, generator)
         if target.shape != z0.shape:
@@ -201,6 +203,7 @@ def schedule_for(config: PSLDConfig, alphas_cumprod: Tensor) -> tuple[DDIMSchedu
     return sched, sched.timesteps
 
 
+@once_per_run  # a PinvNotConvergedWarning (glue="pinv") is shown once per run, at the caller
 def sample(
     prior: LatentPrior,
     encoder: Encoder | None,

@@ -149,6 +149,7 @@ class Task:
         if kernel is not None and self.kind != "blur":
             raise ValueError(f"task {self.name!r} takes no kernel (only deblur-gaussian, deblur-motion)")
         side = min(shape[1:]) if side is None else int(side)
+        assert self._builder is not None, f"task {self.name!r} has no operator builder"
         return self._builder(
             self,
             shape,
@@ -280,7 +281,7 @@ def list_tasks() -> list[str]:
     return list(TASKS)
 
 
-def get_task(name: str) -> Task:
+def get_task(name: str | Task) -> Task:
     """The task called ``name``; ``ValueError`` listing the known tasks otherwise."""
     if isinstance(name, Task):
         return name

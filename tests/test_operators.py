@@ -371,7 +371,7 @@ def test_glue(case, data):
     lhs = ((op.glue(x, y, "adjoint") - x) * v).flatten(1).sum(1)
     rhs = ((y - op(x)) * op(v)).flatten(1).sum(1)
     assert bool(((lhs - rhs).abs() <= 1e-10 * _norms(y - op(x)) * _norms(op(v)) + 1e-12).all())
-    if op.rows_orthonormal:
+    if op.adjoint_is_pinv:
         y = op(x0)
         torch.testing.assert_close(op(op.glue(x, y, "adjoint")), y, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(op.forward(op.adjoint(y)), y, rtol=1e-12, atol=1e-12)
@@ -412,7 +412,7 @@ def test_batch_equals_singles(case, data):
 @given(data=st.data())
 def test_immutable_and_bad_shapes(case, data):
     op = case.build(data)
-    for name in ("in_shape", "rows_orthonormal", "anything_new"):
+    for name in ("in_shape", "adjoint_is_pinv", "anything_new"):
         with pytest.raises(AttributeError, match="immutable"):
             setattr(op, name, None)
     x, y, _ = _draw(data, op)
@@ -734,7 +734,7 @@ def test_sr_factor_one_is_identity_and_upsample_nearest():
         op = SuperResolution((2, 7, 5), 1, mode)
         x = torch.randn(1, 2, 7, 5, dtype=F64)
         torch.testing.assert_close(op(x), x)
-        assert op.rows_orthonormal
+        assert op.adjoint_is_pinv
     y = torch.randn(2, 3, 4, 5)
     assert torch.equal(upsample_nearest(y, 3), F.interpolate(y, scale_factor=3, mode="nearest"))
 
@@ -746,9 +746,9 @@ def test_matrix_operator_basics():
     x = torch.randn(4, 5, dtype=F64)
     torch.testing.assert_close(op(x), x @ a.T)
     torch.testing.assert_close(op.pinv(op(x)), (torch.linalg.pinv(a) @ (a @ x.T)).T)
-    assert not op.rows_orthonormal
+    assert not op.adjoint_is_pinv
     q = torch.linalg.qr(torch.randn(5, 5, dtype=F64)).Q[:3]
-    assert MatrixOperator(q).rows_orthonormal
+    assert MatrixOperator(q).adjoint_is_pinv
     batched = MatrixOperator(torch.randn(2, 3, 5, dtype=F64))
     with pytest.raises(ValueError, match="batch size 2"):
         batched(torch.randn(3, 5, dtype=F64))
@@ -798,7 +798,7 @@ def test_official_transpose_is_not_an_adjoint(make):
     else:
         assert torch.equal(off.adjoint(y), y)
     torch.testing.assert_close(off.glue(x, op(x), "adjoint"), x)
-    assert not off.rows_orthonormal and off.operator is op
+    assert not off.adjoint_is_pinv and off.operator is op
 
 
 def test_official_transpose_rejects_other_operators():

@@ -2,7 +2,7 @@
 
 Small odd shapes (e.g. 3 x 7 x 5), float64, NOISY measurements ``y`` (not in ``range(A)``): ``pinv`` is
 ``numpy.linalg.pinv`` of the dense matrix, ``glue`` is ``A^T y + (I - A^T A) x`` ("adjoint") and
-``x + A^+(y - A x)`` ("pinv"), and ``rows_orthonormal`` means ``A^T = A^+`` (so the "adjoint" glue is the
+``x + A^+(y - A x)`` ("pinv"), and ``adjoint_is_pinv`` means ``A^T = A^+`` (so the "adjoint" glue is the
 projection onto ``{A x = y}``). The rank-deficient compositions are the ones on which the former CG-on-
 ``A A^T`` pseudo-inverse diverged (relative errors 1e17, 2.6e48, NaN).
 """
@@ -139,7 +139,7 @@ def test_pinv_and_glue_match_the_dense_matrix(name, seed):
         assert _rel(gp[b].flatten(), xb + P @ (yb - A @ xb)) <= 1e-8, name
         expected_adjoint = At @ yb + xb - At @ (A @ xb)
         assert _rel(ga[b].flatten(), expected_adjoint) <= 1e-12, name
-        if op.rows_orthonormal:  # A^T = A^+: the adjoint glue is then the pinv glue
+        if op.adjoint_is_pinv:  # A^T = A^+: the adjoint glue is then the pinv glue
             torch.testing.assert_close(A.T, P, rtol=0, atol=1e-12)
             assert _rel(ga[b].flatten(), xb + P @ (yb - A @ xb)) <= 1e-12
         else:

@@ -243,7 +243,7 @@ def test_bad_inputs(tiny_sd, tmp_path):
         psld.solve([img, img], "denoise", generator=[torch.Generator()], **kw)
     with pytest.raises(ValueError, match="pixel-space"):
         psld.solve(img, "denoise", config=psld.PSLDConfig(method="dps"), **kw)
-    with pytest.raises(ValueError, match="num_steps"):
+    with pytest.raises(ValueError, match="^num_inference_steps must be an integer from 1 to 1000, got 0"):
         psld.solve(img, "denoise", model=tiny_sd, num_inference_steps=0, progress=False)
     with pytest.raises(ValueError, match="takes no mask"):
         psld.solve(img, "sr2", mask=np.ones((H, W)), **kw)

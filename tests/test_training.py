@@ -78,7 +78,7 @@ def _eval_loss(unet, latents, scaling):
     """Mean epsilon-prediction loss on 4 fixed batches (seed 123), no gradient."""
     from diffusers import DDPMScheduler
 
-    from psld.training.loop import scheduler_config
+    from psld.training.config import scheduler_config
 
     abar = DDPMScheduler(**scheduler_config()).alphas_cumprod
     z0 = latents * scaling

@@ -74,7 +74,8 @@ def markdown(results: list[CheckResult], meta: dict) -> str:
     out = [
         "# psld verify report",
         "",
-        f"Level `{meta['level']}`, seed {meta['seed']}, {meta['passed']}/{meta['total']} passed, "
+        f"Level `{meta['level']}`, seed {meta['seed']}, {len({r.name for r in results})} checks, "
+        f"{meta['passed']}/{meta['total']} rows passed, "
         f"{meta['seconds']:.1f} s on {meta['machine']}. Column `s`: seconds of the whole check "
         "(repeated on each of its rows).",
         "",
@@ -123,7 +124,8 @@ def run_verify(
         machine=f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
     )
     print(table(results))
-    print(f"\n{passed}/{len(results)} checks passed in {seconds:.1f} s")
+    checks = len({r.name for r in results})  # the progress bar counts checks; each has several rows
+    print(f"\n{checks} checks, {passed}/{len(results)} predicted-vs-measured rows passed in {seconds:.1f} s")
     out = Path("psld-verify" if out is None else out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(

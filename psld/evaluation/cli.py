@@ -61,10 +61,10 @@ def add_evaluate_parser(sub) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``psld evaluate``; bad input raises ``ValueError`` (one line, exit 2, in :func:`psld.cli.main`)."""
-    from psld.cli import _quiet_libraries
+    from psld.console import quiet_libraries
     from psld.evaluation.runner import evaluate
 
-    _quiet_libraries()
+    quiet_libraries()
     result = evaluate(
         args.images,
         args.tasks,

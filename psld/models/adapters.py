@@ -162,6 +162,7 @@ class UNetPrior:
         if not self.conditional:
             return self.unet(x, tt).sample
         b = x.shape[0]
+        assert self.prompt_embeds is not None, "a conditional UNet needs prompt embeddings"
         cond = self._batch_embeds(self.prompt_embeds, b, device, dtype)
         if self.guidance_scale == 1.0:
             return self.unet(x, tt, encoder_hidden_states=cond).sample
@@ -233,13 +234,6 @@ class KLEncoder(_VAEAdapter):
 
     def __call__(self, x: Tensor) -> Tensor:
         return _maybe_checkpoint(self._encode_mode, x, self.checkpointing).to(x.dtype)
-
-    def _moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Posterior mean and std (``AutoencoderTiny``: its code and zeros)."""
-        dist, out = self._posterior(x)
-        if dist is None:
-            return out.latents, torch.zeros_like(out.latents)
-        return dist.mean, dist.std
 
     def sample(self, x: Tensor, generator: GeneratorLike = None) -> Tensor:
         """A posterior sample times ``scaling_factor`` (the mode for the deterministic ``AutoencoderTiny``).

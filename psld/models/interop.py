@@ -28,6 +28,7 @@ from psld.models.adapters import (
     alphas_cumprod_from_config,
     freeze,
 )
+from psld.models.latent import LatentModel, resolve_dtype
 from psld.protocols import Identity
 
 __all__ = ["from_pipeline", "from_components", "assemble", "check_conditioning"]
@@ -116,8 +117,6 @@ def from_components(
     device; ``dtype`` (UNet and text encoder) and ``vae_dtype`` default to each module's own dtype, so
     by default nothing is moved or cast. The other options are :func:`psld.load_model`'s.
     """
-    from psld.models.loading import resolve_dtype
-
     if _kind(unet) not in _UNETS:
         raise ValueError(f"unet must be a diffusers {' or '.join(_UNETS)}, got {_kind(unet)}")
     pixel = vae is None and _kind(unet) == "UNet2DModel"  # DDPMPipeline: pixel-space model
@@ -186,11 +185,11 @@ def assemble(
     The one assembly step of :func:`from_components` and of folder loading (:func:`psld.load_model`):
     ``vae=None`` with a ``UNet2DModel`` is the pixel family (identity encoder/decoder).
     """
-    from psld.models.loading import LatentModel
-
     conditional = _kind(unet) == "UNet2DConditionModel"
     pixel = vae is None
     vae_opts = dict(checkpointing=checkpointing, slicing=slicing, tiling=tiling)
+    encoder: Any
+    decoder: Any
     if pixel:  # the "latent" is the image: identity encoder/decoder
         encoder = decoder = Identity()
         latent_channels, latent_factor = 3, 1

@@ -21,7 +21,7 @@ import torch
 __all__ = ["apply_modes", "autoencoders"]
 
 
-def autoencoders(model: Any) -> list[torch.nn.Module]:
+def autoencoders(model: Any) -> list[Any]:
     """The distinct autoencoder modules of ``model`` (none for a pixel-space model)."""
     found: dict[int, torch.nn.Module] = {}
     for part in (model.encoder, model.decoder):
@@ -31,7 +31,7 @@ def autoencoders(model: Any) -> list[torch.nn.Module]:
     return list(found.values())
 
 
-def _checkpoint_blocks(module: torch.nn.Module) -> None:
+def _checkpoint_blocks(module: Any) -> None:
     if getattr(module, "_supports_gradient_checkpointing", False):
         module.enable_gradient_checkpointing()
 

@@ -19,11 +19,12 @@ dtype on each call (see :meth:`_like`). Randomness is drawn once, at constructio
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from psld.warn import warn_at_caller
 
 GlueMode = str  # "adjoint" | "pinv"
 
@@ -63,8 +64,13 @@ class LinearOperator:
 
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
-    #: True when the rows of A are orthonormal (A A^T = I), e.g. masks; then "adjoint" glue is a projection.
-    rows_orthonormal: bool = False
+    #: True when A^T = A^+ (A is a partial isometry, A A^T A = A): masks, rows of a matrix that are
+    #: orthonormal; then the "adjoint" glue is the "pinv" one, the projection onto {A x = y}. (For a mask,
+    #: A A^T = A is not I: the flag says what the glue needs, not that the rows are orthonormal.)
+    adjoint_is_pinv: bool = False
+    #: True when A is diagonal with entries 0 and 1 in the pixel basis (masks, the identity): such factors
+    #: commute, so a composition of them is one too (and its adjoint is its pseudo-inverse).
+    diagonal_projection: bool = False
 
     def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int]):
         object.__setattr__(self, "in_shape", check_shape("in_shape", in_shape))
@@ -116,12 +122,11 @@ class LinearOperator:
         self.check_output(y)
         x, ratio = cgls(self.forward, self.adjoint, y, tol=tol, max_iter=max_iter)
         if not bool((ratio <= _resolve_tol(tol, y.dtype)).all()):
-            warnings.warn(
+            warn_at_caller(  # at the user's line, once per sampling run (psld.warn)
                 f"{type(self).__name__}.pinv: CGLS stopped after max_iter={max_iter} iterations with "
                 f"||A^T(y - A x)|| / ||A^T y|| up to {float(ratio.max()):.2g} (tol "
                 f"{_resolve_tol(tol, y.dtype):.2g}); the result is a regularised approximation of A^+ y",
                 PinvNotConvergedWarning,
-                stacklevel=2,
             )
         return x
 
@@ -147,21 +152,6 @@ class LinearOperator:
         lhs = (self.forward(x) * y).flatten(1).sum(1)
         rhs = (x * self.adjoint(y)).flatten(1).sum(1)
         return (lhs - rhs).abs()
-
-    def norm_squared(self, n_iter: int = 100, dtype: torch.dtype = torch.float64, seed: int = 0) -> float:
-        """``||A||_2^2 = lambda_max(A^T A)`` by power iteration."""
-        g = torch.Generator().manual_seed(seed)
-        v = torch.randn((1, *self.in_shape), generator=g, dtype=dtype)
-        v = v / v.norm()
-        lam = 0.0
-        for _ in range(n_iter):
-            w = self.gram(v)
-            lam = float((w * v).sum())
-            nrm = w.norm()
-            if nrm == 0:
-                return 0.0
-            v = w / nrm
-        return lam
 
     @staticmethod
     def _like(t: Tensor, ref: Tensor) -> Tensor:

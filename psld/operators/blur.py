@@ -45,18 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from psld.operators.base import LinearOperator, as_generator, check_shape
-
-
-def motion_intensity(intensity) -> float:
-    """``intensity`` as a float in [0, 1] (both motion-kernel generators), or a one-line ``ValueError``."""
-    try:
-        intensity = float(intensity)
-    except (TypeError, ValueError):
-        raise ValueError(f"intensity must be a number in [0, 1], got {intensity!r}") from None
-    if not 0.0 <= intensity <= 1.0:
-        raise ValueError(f"intensity must lie in [0, 1], got {intensity!r}")
-    return intensity
-
+from psld.operators.motion import motion_intensity, random_walk_motion_kernel
 
 _BOUNDARIES = ("reflect", "circular")
 _METHODS = ("auto", "direct", "fft")
@@ -147,7 +136,7 @@ class Convolution(LinearOperator):
             sep = (kv.clone(), kh_.clone())
         else:
             k2 = _as_kernel(kernel)
-            sep = _split_rank_one(k2)
+            sep = _split_rank_one(k2)  # type: ignore[assignment]
         if not isinstance(correlate, bool):
             raise ValueError(f"correlate must be True or False, got {correlate!r}")
         super().__init__(shape, shape)
@@ -242,14 +231,6 @@ class Convolution(LinearOperator):
         self.check_output(y)
         z = self._pad_fold(self._valid_conv_t(self._flat(y)))
         return z.reshape(y.shape)
-
-    def transfer_function(self) -> Tensor:
-        """The DFT of the wrapped kernel, ``[H, W//2 + 1]`` complex128 (circular, non-separable only)."""
-        if self._spectrum is None:
-            raise ValueError(
-                "transfer_function exists only for non-separable kernels with boundary='circular'"
-            )
-        return self._spectrum.clone()
 
     def singular_values(self) -> Tensor:
         """All singular values of ``A`` (one channel), float64, for the closed-form cases."""
@@ -478,8 +459,6 @@ class MotionBlur(Convolution):
         correlate: bool = True,
     ):
         if kind == "official":
-            from psld.operators.motion import random_walk_motion_kernel
-
             k = random_walk_motion_kernel(_odd_size("kernel_size", kernel_size), intensity, seed)
         elif kind == "smooth":
             k = motion_kernel(kernel_size, intensity, seed)

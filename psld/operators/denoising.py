@@ -12,7 +12,8 @@ from psld.operators.base import LinearOperator
 class Denoising(LinearOperator):
     """Identity ``A = I`` on any ``in_shape``; ``A^T = A^+ = I`` and the rows are orthonormal."""
 
-    rows_orthonormal = True
+    adjoint_is_pinv = True
+    diagonal_projection = True
 
     def __init__(self, in_shape: Sequence[int]):
         super().__init__(in_shape, in_shape)

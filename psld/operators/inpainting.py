@@ -46,7 +46,8 @@ class MaskOperator(LinearOperator):
     [3.0, 0.0]
     """
 
-    rows_orthonormal = True
+    adjoint_is_pinv = True
+    diagonal_projection = True
 
     def __init__(self, mask: Tensor, in_shape: Sequence[int]):
         shape = _image_shape(in_shape, type(self).__name__)
@@ -105,10 +106,6 @@ class MaskOperator(LinearOperator):
     def pinv(self, y: Tensor, *, tol: float | None = None, max_iter: int = 500) -> Tensor:
         """``A^+ y = M * y`` (exact; ``tol`` and ``max_iter`` are ignored)."""
         return self.adjoint(y)
-
-    def observed_fraction(self) -> Tensor:
-        """Fraction of observed pixels, per mask (a scalar tensor for a single mask)."""
-        return self.mask.mean(dim=(-2, -1))
 
     def __repr__(self) -> str:
         n = self.mask.shape[0] if self.batched else 1
@@ -221,7 +218,7 @@ class BoxInpainting(MaskOperator):
             bh, bw = box, box
         else:
             try:
-                bh, bw = (int(v) for v in box)
+                bh, bw = (int(v) for v in box)  # type: ignore[union-attr]
             except (TypeError, ValueError):
                 raise ValueError(f"box must be an int or a pair (height, width), got {box!r}") from None
         if bh < 1 or bw < 1:

@@ -14,12 +14,12 @@ class MatrixOperator(LinearOperator):
     row ``b`` is multiplied by ``A[b]``.
 
     The pseudo-inverse is computed once at construction in float64 (``torch.linalg.pinv`` with its default
-    ``rtol``, so rank-deficient matrices are handled) and ``rows_orthonormal`` is detected numerically
+    ``rtol``, so rank-deficient matrices are handled) and ``adjoint_is_pinv`` is detected numerically
     (``max |A A^T - I| <= 1e-6`` for every matrix of the batch). The matrix is ``.matrix`` (as given, on CPU).
 
     >>> import torch
     >>> A = MatrixOperator(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
-    >>> A.rows_orthonormal, A.out_shape
+    >>> A.adjoint_is_pinv, A.out_shape
     (True, (2,))
     """
 
@@ -43,7 +43,7 @@ class MatrixOperator(LinearOperator):
         self._pinv = torch.linalg.pinv(a64)
         gram = a64 @ a64.transpose(-1, -2)
         eye = torch.eye(l, dtype=torch.float64)
-        self.rows_orthonormal = bool(((gram - eye).abs().max() <= 1e-6).item())
+        self.adjoint_is_pinv = bool(((gram - eye).abs().max() <= 1e-6).item())
 
     @property
     def batched(self) -> bool:
@@ -108,7 +108,9 @@ class Compose(LinearOperator):
                 )
         super().__init__(ops[0].in_shape, ops[-1].out_shape)
         self.ops: tuple[LinearOperator, ...] = tuple(ops)
-        self.rows_orthonormal = all(op.rows_orthonormal for op in ops)
+        # a product of partial isometries need not be one; of diagonal 0/1 projections it is
+        self.diagonal_projection = all(op.diagonal_projection for op in ops)
+        self.adjoint_is_pinv = self.diagonal_projection or (len(ops) == 1 and ops[0].adjoint_is_pinv)
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)

@@ -31,8 +31,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from psld.operators.base import as_generator
+
 #: the package's constant added to the step scale and the heading range
 _EPS = 0.1
+
+
+def motion_intensity(intensity) -> float:
+    """``intensity`` as a float in [0, 1] (both motion-kernel generators), or a one-line ``ValueError``."""
+    try:
+        intensity = float(intensity)
+    except (TypeError, ValueError):
+        raise ValueError(f"intensity must be a number in [0, 1], got {intensity!r}") from None
+    if not 0.0 <= intensity <= 1.0:
+        raise ValueError(f"intensity must lie in [0, 1], got {intensity!r}")
+    return intensity
 
 
 def _uniform(g: torch.Generator, n: int = 1, lo: float = 0.0, hi: float = 1.0) -> Tensor:
@@ -101,9 +114,6 @@ def random_walk_motion_kernel(
     """
     from PIL import Image, ImageDraw, ImageFilter
 
-    from psld.operators.base import as_generator
-    from psld.operators.blur import motion_intensity
-
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
         raise ValueError(f"kernel_size must be a positive int, got {kernel_size!r}")
     intensity = motion_intensity(intensity)
@@ -121,7 +131,7 @@ def random_walk_motion_kernel(
     img = Image.new("RGB", (canvas, canvas))
     ImageDraw.Draw(img).line([tuple(p) for p in path.tolist()], width=max(1, int(diag / 150)))
     img = img.filter(ImageFilter.GaussianBlur(radius=int(diag * 0.01)))
-    img = img.resize((kernel_size, kernel_size), resample=Image.LANCZOS).convert("L")
+    img = img.resize((kernel_size, kernel_size), resample=Image.Resampling.LANCZOS).convert("L")
     k = torch.from_numpy(np.asarray(img, dtype=np.float64).copy())
     if float(k.sum()) <= 0:  # only for a tiny kernel whose path fades below 8 bits: the identity blur
         k[kernel_size // 2, kernel_size // 2] = 1.0

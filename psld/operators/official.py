@@ -24,7 +24,7 @@ class OfficialTranspose(LinearOperator):
     :class:`Denoising` (identity), and :class:`SuperResolution` (nearest upsampling by the factor). Other
     operators raise ``ValueError``. ``forward`` is ``op.forward``; ``pinv`` is ``op.pinv`` (the true
     pseudo-inverse), so ``glue(..., mode="pinv")`` is unaffected; ``gram`` and ``glue(..., "adjoint")`` use
-    the pseudo-transpose. ``rows_orthonormal`` is False. The wrapped operator is ``.operator``.
+    the pseudo-transpose. ``adjoint_is_pinv`` is False. The wrapped operator is ``.operator``.
     """
 
     def __init__(self, op: LinearOperator):
@@ -40,7 +40,7 @@ class OfficialTranspose(LinearOperator):
                 f"got {type(op).__name__}"
             )
         super().__init__(op.in_shape, op.out_shape)
-        self.operator = op
+        self.operator: LinearOperator = op
         self.transpose_kind = kind
 
     def forward(self, x: Tensor) -> Tensor:
@@ -50,7 +50,7 @@ class OfficialTranspose(LinearOperator):
         """The official pseudo-transpose: identity, or nearest upsampling for super-resolution."""
         self.check_output(y)
         if self.transpose_kind == "nearest":
-            return upsample_nearest(y, self.operator.factor)
+            return upsample_nearest(y, self.operator.factor)  # type: ignore[attr-defined]
         return y
 
     def pinv(self, y: Tensor, *, tol: float | None = None, max_iter: int = 500) -> Tensor:

@@ -84,14 +84,14 @@ class SuperResolution(LinearOperator):
         super().__init__(shape, (c, h // factor, w // factor))
         self.factor = factor
         self.mode = mode
-        self.rows_orthonormal = factor == 1
+        self.adjoint_is_pinv = self.diagonal_projection = factor == 1
         if mode == "bicubic":
             mh, mw = bicubic_matrix(h, factor), bicubic_matrix(w, factor)
             self.matrices = (mh, mw)
             self._pinv_matrices = (torch.linalg.pinv(mh), torch.linalg.pinv(mw))
         else:
-            self.matrices = None
-            self._pinv_matrices = None
+            self.matrices = None  # type: ignore[assignment]
+            self._pinv_matrices = None  # type: ignore[assignment]
 
     @staticmethod
     def _sandwich(left: Tensor, t: Tensor, right_t: Tensor) -> Tensor:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "TrainResult", "scheduler_config"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,31 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings {unknown}")
         return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did: output folder, steps, final EMA loss, loss curve, seconds, throughput."""
+
+    out: Path
+    steps: int
+    final_loss: float
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    scaling_factor: float = 1.0
+    resumed_from: int = 0
+    processes: int = 1
+
+
+def scheduler_config() -> dict[str, Any]:
+    """Stable Diffusion's DDPM schedule: scaled_linear betas, epsilon prediction, steps_offset 1."""
+    return dict(
+        num_train_timesteps=1000,
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type="epsilon",
+        clip_sample=False,
+        steps_offset=1,
+    )

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from psld.training.config import TrainConfig
+from psld.training.config import TrainConfig, scheduler_config
 
 if TYPE_CHECKING:
+    from psld.training.config import TrainResult
     from psld.training.data import ImageSource
-    from psld.training.loop import TrainResult
 
 __all__ = ["export_model", "unconditional_samples"]
 
@@ -141,8 +141,6 @@ def export_model(
     card ``README.md`` with ``samples.png`` and ``loss.png``."""
     import diffusers
     from diffusers import DDPMScheduler
-
-    from psld.training.loop import scheduler_config
 
     dtype = torch.float16 if export_dtype == "fp16" else torch.float32
     unet.to(dtype).save_pretrained(out / "unet")

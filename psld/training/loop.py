@@ -20,46 +20,17 @@ import hashlib
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from psld.training.config import TrainConfig
+from psld.training.config import TrainConfig, TrainResult, scheduler_config
 
-__all__ = ["TrainResult", "build_unet", "learning_rate", "scheduler_config", "train"]
+__all__ = ["build_unet", "learning_rate", "train"]
 
 _CHECKPOINT = "checkpoint.pt"
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` did: output folder, steps, final EMA loss, loss curve, seconds, throughput."""
-
-    out: Path
-    steps: int
-    final_loss: float
-    losses: list[tuple[int, float]] = field(default_factory=list)
-    seconds: float = 0.0
-    images_per_second: float = 0.0
-    scaling_factor: float = 1.0
-    resumed_from: int = 0
-    processes: int = 1
-
-
-def scheduler_config() -> dict[str, Any]:
-    """Stable Diffusion's DDPM schedule: scaled_linear betas, epsilon prediction, steps_offset 1."""
-    return dict(
-        num_train_timesteps=1000,
-        beta_schedule="scaled_linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        prediction_type="epsilon",
-        clip_sample=False,
-        steps_offset=1,
-    )
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:

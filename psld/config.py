@@ -133,6 +133,19 @@ class PSLDConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def to_dict(self) -> dict:
+        """Every field as plain JSON values (``json.dumps`` works); :meth:`from_dict` inverts it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PSLDConfig:
+        """The config of :meth:`to_dict`'s output (validated); unknown keys raise ``ValueError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"PSLDConfig.from_dict: unknown fields {unknown}")
+        return cls(**data)
+
     @classmethod
     def official(cls, task: str, model: str = "sd", num_steps: int = 1000) -> PSLDConfig:
         """The settings of the official run script for ``task`` (docs/official.md §9).

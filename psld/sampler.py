@@ -47,9 +47,10 @@ class SampleOutput:
 
     ``x``: decoded final sample ``D(z)``; ``z``: final latent; ``losses``: per-step, per-sample
     ``"measurement"`` and ``"glue"`` values, each ``[len(timesteps), B]`` (``num_steps`` rows except for
-    the official spacing; the glue row is zero when the
-    method has no gluing term); ``timesteps``: the schedule's timesteps (``abar`` indices) that were
-    visited; the prior saw :func:`schedule_for`'s timesteps plus ``config.model_t_offset``.
+    the official spacing; the glue row is zero when the method has no gluing term; the measurement
+    row is ``L(y, A D(z0_hat))`` also when ``omega = 0``: an unguided run measures without guiding);
+    ``timesteps``: the schedule's timesteps (``abar`` indices) that were visited; the prior
+    saw :func:`schedule_for`'s timesteps plus ``config.model_t_offset``.
     """
 
     x: Tensor
@@ -267,6 +268,10 @@ def sample(
                 )
             z_next = z_next - grad
             meas_log[i], glue_log[i] = meas, glue
+        else:  # unguided (omega = 0, no glue): still log what was measured, ||y - A D(z0_hat)||
+            with torch.no_grad():
+                x0 = decoder(z0.detach())
+                meas_log[i] = _per_sample(y - operator.forward(x0), config.loss)
         z = z_next.detach()
         if callback is not None:
             update = callback(i, t, {"latents": z, "z0": z0.detach(), "x0": x0})

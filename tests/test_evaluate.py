@@ -23,8 +23,8 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import psld
-from psld.evaluation.report import CELL_PX, figure, figure_size
 from psld.evaluation.methods import simulate
+from psld.evaluation.report import CELL_PX, figure, figure_size
 from psld.evaluation.store import read_rows
 
 TASKS = ["sr4", "inpaint-random"]

@@ -116,3 +116,35 @@ def test_models_load_on_the_main_process_first(images, tiny_ldm_path, monkeypatc
     models = load_models(c, _State(events))
     assert events == ["main first: enter", f"load {tiny_ldm_path.absolute()}", "main first: exit"]
     assert models["latent"].device == torch.device("cpu")  # the state's device when none is given
+
+
+def test_psnr_and_ssim_against_hand_values():
+    """A uniform error of 0.1 on [0, 1] images: MSE 0.01, PSNR = 10 log10(1 / 0.01) = 20 dB exactly;
+    SSIM of an image with itself is 1 and drops for a noisy copy."""
+    truth = np.random.default_rng(0).uniform(0.2, 0.8, (16, 16, 3))
+    assert metrics.psnr(truth + 0.1, truth) == pytest.approx(20.0, abs=1e-9)
+    assert metrics.psnr(truth + 0.01, truth) == pytest.approx(40.0, abs=1e-9)
+    assert metrics.ssim(truth, truth) == pytest.approx(1.0, abs=1e-12)
+    noisy = np.clip(truth + np.random.default_rng(1).normal(0, 0.1, truth.shape), 0, 1)
+    assert metrics.ssim(noisy, truth) < 0.9
+
+
+def test_model_info_read_from_config_files_matches_the_loaded_model(
+    tiny_sd_path, tiny_sd, tiny_ldm_path, tiny_ldm, tmp_path
+):
+    """Two code paths: the config files (before loading) and the LatentModel (after): same facts."""
+    from tiny_models import build_tiny_pixel
+
+    from psld.evaluation.modelinfo import model_info
+
+    pixel_path = build_tiny_pixel(tmp_path / "pixel")
+    pixel = psld.load_model(pixel_path, device="cpu")
+    for path, model, family in (
+        (tiny_sd_path, tiny_sd, "sd"),
+        (tiny_ldm_path, tiny_ldm, "ldm"),
+        (pixel_path, pixel, "pixel"),
+    ):
+        from_files, loaded = model_info(str(path)), model_info(model)
+        assert from_files == loaded and loaded.family == family
+        assert loaded.size_multiple == model.size_multiple and loaded.num_train_timesteps == 1000
+    assert model_info(str(tmp_path / "missing")) is None

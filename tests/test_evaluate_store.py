@@ -160,3 +160,11 @@ def test_a_run_killed_while_writing_a_row_resumes_with_each_row_exactly_once(tmp
     assert len(keys) == 6 and len(set(keys)) == 6
     assert set(resumed.computed) == set(keys) - set(written) and len(resumed.computed) == 4
     assert Path(out / "results.jsonl").read_text().count("\n") == 6
+    for image, task, method in keys:  # every row's image exists under its final name
+        Image.open(out / task / method / f"{image}.png").load()
+
+
+def test_results_file_per_process(tmp_path):
+    assert store.results_file(tmp_path, 0, 1) == tmp_path / "results.jsonl"
+    assert store.results_file(tmp_path, 0, 2) == tmp_path / "results.rank0.jsonl"
+    assert store.results_file(tmp_path, 3, 4) == tmp_path / "results.rank3.jsonl"

@@ -38,11 +38,11 @@ from typing import Any
 
 import torch
 
-from psld.evaluation import report
 from psld.evaluation.checks import Checked, check_inputs, check_loaded, check_out, read_run
 from psld.evaluation.entries import Key, entry_seed, key, pending, units
 from psld.evaluation.loop import run_units
 from psld.evaluation.methods import LATENT_METHODS, METHODS
+from psld.evaluation.report import markdown, summarize, write_reports
 from psld.evaluation.store import RESULTS, Appender, all_rows, merge, read_rows, results_file
 
 __all__ = ["evaluate", "EvalResult", "OutputError", "entry_seed", "read_rows", "METHODS", "LATENT_METHODS"]
@@ -66,10 +66,10 @@ class EvalResult:
 
     def summary(self) -> list[dict]:
         """Mean and std per (task, method) of psnr/ssim/residual/seconds, with the best marked."""
-        return report.summarize(self.rows)
+        return summarize(self.rows)
 
     def to_markdown(self) -> str:
-        return report.markdown(self.summary(), self.notes or {})
+        return markdown(self.summary(), self.notes or {})
 
 
 # ---------------------------------------------------------------------------------------------- processes
@@ -242,7 +242,7 @@ def evaluate(
         if rank == 0:
             wanted = set(order)
             rows = [r for r in merge(c.out, order) if key(r) in wanted]
-            report.write_reports(c.out, rows, c.sources, c.tasks, c.methods, notes)
+            write_reports(c.out, rows, c.sources, c.tasks, c.methods, notes)
         _barrier(state)
     rows = [r for r in read_rows(c.out / RESULTS) if key(r) in set(order)]
     return EvalResult(rows=rows, out=c.out, notes=notes, computed=[key(r) for r in computed])

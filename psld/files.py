@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,9 @@ def check_writable_folder(out_dir: str | os.PathLike, what: str = "output folder
 
 #: temporary files of :func:`atomic_write` are named ``.<name>.<pid>.tmp<suffix>`` beside their target
 TMP_MARK = ".tmp"
+#: what :func:`remove_stale_temporaries` removes: ``.<name>[.<pid>].tmp[.<ext>]`` (older versions left
+#: ``.<name>.tmp.<ext>``); a user's ``.notes.tmpl`` or ``.keep`` is left alone
+_TMP_NAME = re.compile(r"\..+?(\.\d+)?\.tmp(\.[A-Za-z0-9]+)?")
 
 
 def _umask() -> int:
@@ -77,14 +81,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files of :func:`atomic_write` (``.*.tmp*``) anywhere under ``folder``.
+    """Remove the temporary files of :func:`atomic_write` anywhere under ``folder``.
 
     Call it only while no other process writes there (e.g. holding :func:`lock_folder`); returns the
     removed paths.
     """
     removed = []
     for p in sorted(Path(folder).rglob(f".*{TMP_MARK}*")):
-        if p.is_file() and not p.is_symlink():
+        if _TMP_NAME.fullmatch(p.name) and p.is_file() and not p.is_symlink():
             p.unlink()
             removed.append(p)
     return removed

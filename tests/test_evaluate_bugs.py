@@ -211,10 +211,11 @@ def test_resume_removes_the_temporaries_a_killed_run_left(images, tmp_path):
     ]
     for p in stale:
         p.write_bytes(b"\x89PNG half written")
-    keep = out / "sr4" / ".keep"
-    keep.write_text("user file")
+    keep = [out / "sr4" / ".keep", out / ".notes.tmpl"]
+    for p in keep:
+        p.write_text("user file")
     again = psld.evaluate(str(images), "sr4", methods="pinv", out=str(out), **TINY)
-    assert not any(p.exists() for p in stale) and keep.read_text() == "user file"
+    assert not any(p.exists() for p in stale) and all(p.read_text() == "user file" for p in keep)
     assert again.computed == []
 
 

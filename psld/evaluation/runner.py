@@ -229,7 +229,6 @@ def evaluate(
     bar = _bar(len(mine) * len(c.methods), world, progress and rank == 0)
     if c.out is None:
         todo = pending(mine, c.methods, set())
-        bar.update(0)
         with contextlib.closing(bar):
             rows = _run(c, todo, models, None, None, rank, bar)
         return EvalResult(rows=rows, out=None, notes=notes, computed=[key(r) for r in rows])

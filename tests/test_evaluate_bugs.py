@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -78,12 +79,15 @@ def test_non_finite_weights_are_refused_before_any_model_loads(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
+        (("--size", "7"), "size must be an integer >= 8, got 7"),
+        (("--steps", "0"), "steps must be an integer >= 1, got 0"),
+        (("--seed", "1.5"), "expected an integer, got '1.5'"),
         (("--steps", "100000"), "steps must be at most 1000"),
         (("--steps", "300", "--preset", "official"), "steps 300 cannot run psld on sr4"),
         (("--size", "20"), "size 20 must be a multiple of 8"),
     ],
 )
-def test_model_dependent_limits_are_checked_before_loading_or_writing(
+def test_limits_are_checked_before_loading_or_writing(
     images, tmp_path, capsys, no_loading, tiny_ldm_path, extra, message
 ):
     out = tmp_path / "out"
@@ -137,6 +141,8 @@ def test_resume_accepts_the_same_model_spelled_otherwise_and_pinv_only_or_added_
     spelled = str(tiny_ldm_path.absolute()) + "/"
     again = psld.evaluate(str(images), "sr4", model=spelled, methods="psld,pinv", out=str(out), **TINY)
     pinv_only = psld.evaluate(str(images), "sr4", methods="pinv", out=str(out), **TINY)
+    remembered = json.loads((out / "run.json").read_text())["entries"]  # the pinv-only run kept psld's
+    assert remembered["sr4/psld"]["model"] == str(tiny_ldm_path.absolute())
     added = psld.evaluate(str(images), "sr4", model=spelled, methods="psld,ldps,pinv", out=str(out), **TINY)
     assert len(first.computed) == 4
     assert again.computed == [] and again.rows == first.rows
@@ -144,6 +150,8 @@ def test_resume_accepts_the_same_model_spelled_otherwise_and_pinv_only_or_added_
     assert sorted(added.computed) == [("p", "sr4", "ldps"), ("q", "sr4", "ldps")] and len(added.rows) == 6
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and len({(r["image"], r["method"]) for r in rows}) == 6
+    with pytest.raises(ValueError, match=r"sr4/psld: sampler.num_steps 1 -> 2"):  # psld is still pinned
+        psld.evaluate(str(images), "sr4", model=spelled, methods="psld", out=str(out), **{**TINY, "steps": 2})
 
 
 def test_rows_and_run_json_record_the_resolved_sampler_config_and_version(
@@ -153,18 +161,25 @@ def test_rows_and_run_json_record_the_resolved_sampler_config_and_version(
 
     out = tmp_path / "out"
     result = psld.evaluate(
-        str(images), "sr4", model=str(tiny_ldm_path), methods="psld,pinv", out=str(out), **TINY
+        str(images), "sr4", model=str(tiny_ldm_path), methods="psld,ldps,pinv", out=str(out), **TINY
     )
-    expected = PSLDConfig.preset("sr4", "ldm").replace(**tiny_ldm.scheduler_settings(), num_steps=1).to_dict()
+    preset = PSLDConfig.preset("sr4", "ldm").replace(**tiny_ldm.scheduler_settings(), num_steps=1)
     run = json.loads((out / "run.json").read_text())
-    assert run["entries"]["sr4/psld"] == {"model": str(tiny_ldm_path.absolute()), "sampler": expected}
     for r in result.rows:
         assert r["version"] == psld.__version__ == run["config"]["version"]
-        if r["method"] == "psld":
-            assert r["sampler"] == expected and PSLDConfig.from_dict(r["sampler"]).to_dict() == expected
-            assert r["steps"] == 1 and r["omega"] == expected["omega"]
-        else:
-            assert r["sampler"] is None
+        entry = run["entries"][f"sr4/{r['method']}"]
+        # the fingerprint as documented: SHA-256 of the shared settings and the entry, 16 hex digits
+        text = json.dumps({"settings": run["config"], "entry": entry}, sort_keys=True)
+        assert r["config"] == hashlib.sha256(text.encode()).hexdigest()[:16]
+        if r["method"] == "pinv":
+            assert entry == {"model": None, "sampler": None} and r["sampler"] is None
+            continue
+        expected = preset.replace(method=r["method"]).to_dict()
+        assert entry == {"model": str(tiny_ldm_path.absolute()), "sampler": expected}
+        assert r["sampler"] == expected and PSLDConfig.from_dict(r["sampler"]).to_dict() == expected
+        assert r["steps"] == 1 and r["omega"] == expected["omega"]
+        assert r["gamma"] == (preset.gamma if r["method"] == "psld" else 0.0)  # ldps has no glue
+    assert preset.gamma > 0 and len({r["config"] for r in result.rows if r["image"] == "p"}) == 3
 
 
 def test_resume_refuses_another_psld_version_or_scheduler_setting(

@@ -148,3 +148,19 @@ def test_model_info_read_from_config_files_matches_the_loaded_model(
         assert from_files == loaded and loaded.family == family
         assert loaded.size_multiple == model.size_multiple and loaded.num_train_timesteps == 1000
     assert model_info(str(tmp_path / "missing")) is None
+
+
+def test_a_scheduler_spacing_diffusers_does_not_name_reads_as_leading_like_the_loader(
+    tiny_ldm_path, tmp_path
+):
+    import json
+    import shutil
+
+    from psld.evaluation.modelinfo import model_info
+
+    model = tmp_path / "odd-spacing"
+    shutil.copytree(tiny_ldm_path, model)
+    sched = model / "scheduler" / "scheduler_config.json"
+    sched.write_text(json.dumps({**json.loads(sched.read_text()), "timestep_spacing": "sideways"}))
+    loaded = psld.load_model(model, device="cpu")
+    assert model_info(str(model)) == model_info(loaded) and loaded.timestep_spacing == "leading"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from psld.evaluation.datasets import RESIZE_MODES, ImageSource, check_images, resolve_images
-from psld.evaluation.methods import METHODS, PIXEL_METHODS, model_role, sampler_config
+from psld.evaluation.methods import METHODS, model_role, sampler_config
 from psld.evaluation.modelinfo import ModelInfo, model_info, normalise_source
 from psld.tasks import get_task
 
@@ -243,6 +243,48 @@ def check_out(c: Checked) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- all
+def _check_preset(preset: Any, tasks: tuple[str, ...]) -> None:
+    _choice("preset", preset, PRESETS)
+    if preset == "official":
+        from psld.config import OFFICIAL_WEIGHTS
+
+        for t in tasks:
+            if t not in OFFICIAL_WEIGHTS["sd"]:
+                raise ValueError(
+                    f"preset 'official': task {t!r} has no official run script "
+                    f"(official tasks: {', '.join(sorted(OFFICIAL_WEIGHTS['sd']))})"
+                )
+
+
+def _check_needs(methods: tuple[str, ...], model: Any, pixel_model: Any) -> None:
+    """Each method's model is given."""
+    latent = [m for m in methods if model_role(m) == "latent"]
+    if latent and model is None:
+        raise ValueError(f"methods {', '.join(latent)} need a latent model (--model)")
+    pixel = [m for m in methods if model_role(m) == "pixel"]
+    if pixel and pixel_model is None:
+        raise ValueError(
+            f"method {', '.join(pixel)} needs a pixel-space model "
+            "(--pixel-model, a diffusers UNet2DModel folder)"
+        )
+
+
+def _add_models(c: Checked, given: dict[str, Any]) -> None:
+    """The models the methods use, their facts (checked where known now) and every entry's record."""
+    roles = {model_role(m) for m in c.methods} - {None}
+    for role in ("latent", "pixel"):
+        if role in roles:
+            c.models[role] = given[role]
+            c.sources_of[role] = _model_source(ROLES[role][0], given[role])
+            info = c.infos[role] = model_info(given[role])
+            if info is not None:
+                _check_model(c, role, info)
+    for task in c.tasks:
+        for method in c.methods:
+            if model_role(method) is None:
+                c.entries[f"{task}/{method}"] = {"model": None, "sampler": None}
+
+
 def check_inputs(
     images: Any,
     tasks: Any,
@@ -275,32 +317,14 @@ def check_inputs(
         raise ValueError(f"resize 'nearest-up' needs an even size, got {size_i}")
     steps_i = None if steps is None else _integer("steps", steps, 1)
     seed_i = _integer("seed", seed)
-    _choice("preset", preset, PRESETS)
-    if preset == "official":
-        from psld.config import OFFICIAL_WEIGHTS
-
-        for t in tasks_t:
-            if t not in OFFICIAL_WEIGHTS["sd"]:
-                raise ValueError(
-                    f"preset 'official': task {t!r} has no official run script "
-                    f"(official tasks: {', '.join(sorted(OFFICIAL_WEIGHTS['sd']))})"
-                )
+    _check_preset(preset, tasks_t)
     omega_f = None if omega is None else _non_negative("omega", omega)
     gamma_f = None if gamma is None else _non_negative("gamma", gamma)
     sigma_f = _non_negative("sigma_y", sigma_y)
     _choice("sr_mode", sr_mode, SR_MODES)
     dev = check_device(device)
     resolve_dtype(dtype, dev if dev is not None else default_device())
-    roles = {model_role(m) for m in methods_t} - {None}
-    latent = [m for m in methods_t if model_role(m) == "latent"]
-    if latent and model is None:
-        raise ValueError(f"methods {', '.join(latent)} need a latent model (--model)")
-    pixel = [m for m in methods_t if m in PIXEL_METHODS]
-    if pixel and pixel_model is None:
-        raise ValueError(
-            f"method {', '.join(pixel)} needs a pixel-space model "
-            "(--pixel-model, a diffusers UNet2DModel folder)"
-        )
+    _check_needs(methods_t, model, pixel_model)
     sources = resolve_images(images)
     check_images(sources)
     c = Checked(
@@ -316,18 +340,7 @@ def check_inputs(
         dtype=dtype,
         out=None if out is None else Path(out),
     )
-    given = {"latent": model, "pixel": pixel_model}
-    for role in ("latent", "pixel"):
-        if role in roles:
-            c.models[role] = given[role]
-            c.sources_of[role] = _model_source(ROLES[role][0], given[role])
-            c.infos[role] = model_info(given[role])
-            if c.infos[role] is not None:
-                _check_model(c, role, c.infos[role])
-    for task in tasks_t:
-        for method in methods_t:
-            if model_role(method) is None:
-                c.entries[f"{task}/{method}"] = {"model": None, "sampler": None}
+    _add_models(c, {"latent": model, "pixel": pixel_model})
     if all(info is not None for info in c.infos.values()):
         check_out(c)
     elif c.out is not None:

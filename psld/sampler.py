@@ -48,9 +48,10 @@ class SampleOutput:
 
     ``x``: decoded final sample ``D(z)``; ``z``: final latent; ``losses``: per-step, per-sample
     ``"measurement"`` and ``"glue"`` values, each ``[len(timesteps), B]`` (``num_steps`` rows except for
-    the official spacing; the glue row is zero when the
-    method has no gluing term); ``timesteps``: the schedule's timesteps (``abar`` indices) that were
-    visited; the prior saw :func:`schedule_for`'s timesteps plus ``config.model_t_offset``.
+    the official spacing; the glue row is zero when the method has no gluing term; the measurement
+    row is ``L(y, A D(z0_hat))`` also when ``omega = 0``: an unguided run measures without guiding);
+    ``timesteps``: the schedule's timesteps (``abar`` indices) that were visited; the prior
+    saw :func:`schedule_for`'s timesteps plus ``config.model_t_offset``.
     """
 
     x: Tensor
@@ -270,13 +271,18 @@ def sample(
                 )
             z_next = z_next - grad
             meas_log[i], glue_log[i] = meas, glue
+        else:  # unguided (omega = 0, no glue): still log what was measured, ||y - A D(z0_hat)||
+            with torch.no_grad():
+                x0 = decoder(z0.detach())
+                meas_log[i] = _per_sample(y - operator.forward(x0), config.loss)
         z = z_next.detach()
         if callback is not None:
             update = callback(i, t, {"latents": z, "z0": z0.detach(), "x0": x0})
             if update and "latents" in update:
                 z = update["latents"]
         nonfinite[i] = ~torch.isfinite(z).all()
-    nonfinite |= ~(torch.isfinite(meas_log).all(1) & torch.isfinite(glue_log).all(1))
+    if config.guided:  # a loss that guided nothing (logged only) cannot make the run diverge
+        nonfinite |= ~(torch.isfinite(meas_log).all(1) & torch.isfinite(glue_log).all(1))
     _check_divergence(config, nonfinite, z, sched.timesteps)
     with torch.no_grad():
         x = decoder(z)

@@ -126,7 +126,7 @@ def test_interrupt_while_writing_leaves_no_partial_file(files, tiny_sd_path, tmp
     )
     try:
         deadline = time.monotonic() + 240
-        while not (out.is_dir() and len(list(out.glob(".*.partial"))) == 2):
+        while not (out.is_dir() and len(list(out.glob(".*.tmp*"))) == 2):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
             time.sleep(0.05)
         proc.send_signal(sig)

@@ -23,8 +23,9 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import psld
+from psld.evaluation.methods import simulate
 from psld.evaluation.report import CELL_PX, figure, figure_size
-from psld.evaluation.runner import read_rows, simulate
+from psld.evaluation.store import read_rows
 
 TASKS = ["sr4", "inpaint-random"]
 METHODS = ["psld", "ldps", "dps", "pinv"]
@@ -119,12 +120,10 @@ def test_rows_match_metrics_recomputed_from_the_written_pngs(setup):
 
 
 def test_measurement_is_the_one_solve_simulates(setup, tiny_ldm):
-    from psld.evaluation.runner import EvalConfig
-
-    a = setup["args"]
-    cfg = EvalConfig(a["model"], a["pixel_model"], 64, "crop", 2, 5, "improved", None, None, 0.025, "bicubic")
     x01 = torch.from_numpy(_rgb01(setup["images"] / "a_ramp.png")).permute(2, 0, 1)[None].float()
-    op, y, seed = simulate("inpaint-random", x01, cfg, "a_ramp", "ldm")
+    op, y, seed = simulate(
+        "inpaint-random", x01, seed=5, image="a_ramp", sigma_y=0.025, sr_mode="bicubic", size=64, family="ldm"
+    )
     out = psld.solve(x01, op, model=tiny_ldm, simulate=True, seed=seed, num_inference_steps=1, progress=False)
     assert torch.allclose(out.measurement, (y + 1) / 2, atol=1e-6)
     row = _by_key(setup["result"].rows)[("a_ramp", "inpaint-random", "pinv")]
@@ -145,7 +144,9 @@ def test_summary_figures_and_run_json(setup):
     assert md.count("\n| sr4 |") == len(METHODS) and "**" in md and "LPIPS" in md and "not computed" in md
     assert setup["result"].to_markdown() == md
     run = json.loads((out / "run.json").read_text())
-    assert run["config"]["steps"] == 2 and run["methods"] == METHODS and run["versions"]["torch"]
+    assert run["methods"] == METHODS and run["versions"]["torch"] and run["config"]["version"] == "0.1.0"
+    assert run["entries"]["sr4/psld"]["sampler"]["num_steps"] == 2
+    assert run["entries"]["sr4/pinv"] == {"model": None, "sampler": None}
     # figure: rows = images, columns = GT | measurement | methods; LABEL + CELL*cols by TITLE + CELL*rows
     for t in TASKS:
         assert Image.open(out / "figures" / f"{t}.png").size == figure_size(3, len(METHODS))
@@ -162,7 +163,11 @@ def test_rerun_skips_everything_and_changed_config_is_refused(setup):
     before = (out / "results.jsonl").read_text()
     again = psld.evaluate(str(setup["images"]), TASKS, out=str(out), progress=False, **setup["args"])
     assert (out / "results.jsonl").read_text() == before and again.rows == setup["result"].rows
-    with pytest.raises(ValueError, match=r"another configuration \(steps 2 -> 3\)"):
+    assert again.computed == []  # a rerun computes nothing ...
+    first = setup["result"].computed  # ... and the first run reports every entry, each once, in order
+    assert first == [(r["image"], r["task"], r["method"]) for r in setup["result"].rows]
+    assert len(set(first)) == 3 * len(TASKS) * len(METHODS)
+    with pytest.raises(ValueError, match=r"another configuration \(sr4/psld: sampler.num_steps 2 -> 3;"):
         psld.evaluate(
             str(setup["images"]), TASKS, out=str(out), progress=False, **{**setup["args"], "steps": 3}
         )

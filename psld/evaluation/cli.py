@@ -13,27 +13,20 @@ import argparse
 __all__ = ["add_evaluate_parser", "run_evaluate"]
 
 
-def _int(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _non_negative(text: str) -> float:
+def _integer(text: str) -> int:
+    """An integer; its range is checked by :func:`psld.evaluation.checks.check_inputs` (one message)."""
     try:
-        value = float(text)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    """A number (``inf``/``nan`` parse, and are refused by the one check in ``check_inputs``)."""
+    try:
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
 
 
 def add_evaluate_parser(sub) -> None:
@@ -44,14 +37,14 @@ def add_evaluate_parser(sub) -> None:
     e.add_argument("--methods", default="psld,ldps,pinv", help="comma list of psld,gml,ldps,dps,pinv")
     e.add_argument("--model", help="latent diffusers model folder or hub id (psld, gml, ldps)")
     e.add_argument("--pixel-model", help="pixel-space UNet2DModel + scheduler folder or hub id (dps)")
-    e.add_argument("--size", type=_int(8), default=256, help="image side in pixels (default 256)")
+    e.add_argument("--size", type=_integer, default=256, help="image side in pixels (default 256)")
     e.add_argument("--resize", default="crop", help="crop (centre crop + resize) or nearest-up")
-    e.add_argument("--steps", type=_int(1), help="DDIM steps (default: task preset)")
-    e.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    e.add_argument("--steps", type=_integer, help="DDIM steps (default: task preset)")
+    e.add_argument("--seed", type=_integer, default=0, help="base seed (default 0)")
     e.add_argument("--preset", default="improved", help="improved (default) or official")
-    e.add_argument("--omega", type=_non_negative, help="measurement weight (default: task preset)")
-    e.add_argument("--gamma", type=_non_negative, help="gluing weight (default: task preset)")
-    e.add_argument("--sigma-y", type=_non_negative, default=0.025, help="noise std in [0, 1] units")
+    e.add_argument("--omega", type=_number, help="measurement weight (default: task preset)")
+    e.add_argument("--gamma", type=_number, help="gluing weight (default: task preset)")
+    e.add_argument("--sigma-y", type=_number, default=0.025, help="noise std in [0, 1] units")
     e.add_argument("--sr-mode", default="bicubic", help="super-resolution operator: bicubic or average")
     e.add_argument("--device", help="torch device (default: accelerate's, else cuda if available, else cpu)")
     e.add_argument("--dtype", help="UNet dtype: fp32, fp16 or bf16")

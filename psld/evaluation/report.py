@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from psld.files import atomic_write, atomic_write_text
+
 __all__ = ["summarize", "markdown", "write_reports", "figure", "figure_size", "METRICS"]
 
 METRICS = ("psnr", "ssim", "residual", "seconds")
@@ -166,22 +168,20 @@ def figure(out: Path, task: str, images: list[str], methods: list[str]) -> list[
     folder = out / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for ext in ("png", "pdf"):
-        path = folder / f"{task}.{ext}"
-        tmp = folder / f".{task}.tmp.{ext}"
-        fig.savefig(tmp, dpi=DPI, format=ext)
-        tmp.replace(path)
-        written.append(path)
-    plt.close(fig)
+    try:
+        for ext in ("png", "pdf"):
+            path = folder / f"{task}.{ext}"
+            atomic_write(path, lambda fh, ext=ext: fig.savefig(fh, dpi=DPI, format=ext))
+            written.append(path)
+    finally:
+        plt.close(fig)
     return written
 
 
 def write_reports(out: Path, rows: list[dict], sources, tasks, methods, notes: dict[str, str]) -> None:
     """``summary.md``, ``summary.csv`` and one figure per task."""
-    from psld.evaluation.runner import _atomic_text
-
     table = summarize(rows)
-    _atomic_text(markdown(table, notes), out / "summary.md")
-    _atomic_text(_csv(table), out / "summary.csv")
+    atomic_write_text(out / "summary.md", markdown(table, notes))
+    atomic_write_text(out / "summary.csv", _csv(table))
     for task in tasks:
         figure(out, task, [s.name for s in sources], list(methods))

@@ -156,3 +156,21 @@ def test_demo_writes_table_and_figure(tmp_path, capsys):
         assert name in out
     assert (tmp_path / "d" / "comparison.png").stat().st_size > 1000
     assert main(["demo", "--out", str(tmp_path / "e"), "--n", "33"]) == 2  # only 32 images ship
+
+
+def test_evaluate_takes_the_model_presets_and_the_shipped_images():
+    """psld evaluate resolves the built-in name without loading it, and starts from its tuned presets."""
+    from psld.evaluation.datasets import resolve_images
+    from psld.evaluation.methods import sampler_config
+    from psld.evaluation.modelinfo import model_info
+
+    info = model_info("fashion-mnist")
+    tuned = json.loads((BUILTIN_MODELS["fashion-mnist"] / "psld_presets.json").read_text())
+    cfg = sampler_config("psld", "inpaint-box", info, preset="improved", steps=None, omega=None, gamma=None)
+    assert (cfg.omega, cfg.gamma, cfg.num_steps) == (
+        tuned["inpaint-box"]["omega"],
+        tuned["inpaint-box"]["gamma"],
+        tuned["inpaint-box"]["num_steps"],
+    )
+    assert cfg.omega != psld.PSLDConfig.preset("inpaint-box", "ldm").omega  # the tuning changed it
+    assert [s.name for s in resolve_images("fashion-mnist-test")] == [f"{i:05d}" for i in TEST_INDICES]

@@ -57,10 +57,15 @@ def _files(spec: str) -> list[str]:
 
 
 def resolve_images(images: str | os.PathLike | list) -> list[ImageSource]:
-    """The image set for ``images``: ``"builtin"``, a folder (every image file, sorted), a glob
-    pattern, one file, or a list of files. Names (file stems) must be unique."""
+    """The image set for ``images``: ``"builtin"``, ``"fashion-mnist-test"`` (the 32 held-out test images
+    shipped with the built-in model), a folder (every image file, sorted), a glob pattern, one file, or a
+    list of files. Names (file stems) must be unique."""
     if isinstance(images, (str, os.PathLike)) and os.fspath(images) == "builtin":
         return [ImageSource(n) for n in BUILTIN]
+    if isinstance(images, (str, os.PathLike)) and os.fspath(images) == "fashion-mnist-test":
+        from psld.models.builtin import test_images
+
+        return [ImageSource(p.stem, str(p)) for p in test_images()]
     if isinstance(images, (str, os.PathLike)):
         paths = _files(os.fspath(images))
     elif isinstance(images, (list, tuple)):

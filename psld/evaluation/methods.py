@@ -48,7 +48,8 @@ def sampler_config(
     """The resolved :class:`PSLDConfig` of ``method`` on ``task`` (``None`` for ``pinv``).
 
     ``preset="official"``: :meth:`PSLDConfig.official` (``steps`` default 1000); ``"improved"``:
-    :meth:`PSLDConfig.preset` with the model's scheduler settings. ``steps``/``omega``/``gamma`` override.
+    :func:`psld.presets.model_preset` (the task preset, the model's scheduler settings and its tuned
+    ``psld_presets.json``). ``steps``/``omega``/``gamma`` override.
     A pixel-space model uses the LDM family's weights. Raises ``ValueError`` for a step count the
     preset refuses.
     """
@@ -60,7 +61,9 @@ def sampler_config(
     if preset == "official":
         base = PSLDConfig.official(task, family, num_steps=steps or 1000)
     else:
-        base = PSLDConfig.preset(task, family).replace(**info.scheduler_settings())
+        from psld.presets import model_preset
+
+        base = model_preset(info, task)
     changes: dict[str, Any] = {"method": method}
     if steps is not None:
         changes["num_steps"] = steps

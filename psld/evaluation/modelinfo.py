@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class ModelInfo:
     steps_offset: int
     set_alpha_to_one: bool
     timestep_spacing: str
+    #: the folder's tuned per-task settings (``psld_presets.json``), as ``LatentModel.presets``
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
 
     def scheduler_settings(self) -> dict[str, Any]:
         """As :meth:`psld.LatentModel.scheduler_settings`."""
@@ -61,6 +63,7 @@ def _from_loaded(model: Any) -> ModelInfo:
         size_multiple=int(model.size_multiple),
         num_train_timesteps=int(model.prior.alphas_cumprod.numel()),
         **model.scheduler_settings(),
+        presets=dict(getattr(model, "presets", {})),
     )
 
 
@@ -109,6 +112,7 @@ def _probe(source: str) -> ModelInfo | None:
         steps_offset=int(sched.get("steps_offset", 0) or 0),
         set_alpha_to_one=bool(sched.get("set_alpha_to_one", True)),
         timestep_spacing=spacing if spacing in _SPACINGS else "leading",
+        presets=read("psld_presets.json") or {},
     )
 
 
@@ -116,7 +120,10 @@ def model_info(model: Any) -> ModelInfo | None:
     """The :class:`ModelInfo` of a loaded model, a model folder or a cached hub id; ``None`` if unknown."""
     if hasattr(model, "prior") and hasattr(model, "scheduler_settings"):
         return _from_loaded(model)
+    from psld.models.builtin import builtin_model_path
+
     try:
-        return _probe(os.fspath(model))
+        source = os.fspath(model)
+        return _probe(os.fspath(builtin_model_path(source) or source))
     except (OSError, ValueError, TypeError, ImportError):  # unreadable: the loader gives its own error
         return None

@@ -199,9 +199,7 @@ def comb_ratio(n1: int, r1: int, n2: int, r2: int) -> float:
     return math.comb(n1, r1) / math.comb(n2, r2)
 
 
-def draw_gaussian(
-    k: int, batch: int | None, n: int | None, generator, mean=None, cov=None
-) -> Tensor:
+def draw_gaussian(k: int, batch: int | None, n: int | None, generator, mean=None, cov=None) -> Tensor:
     """Draws of ``N(mean, cov)`` in ``R^k`` shaped ``[(batch,) (n,) k]``; ``cov`` may be singular.
 
     ``mean`` is ``[k]`` or ``[batch, k]``; ``cov`` is ``[k, k]`` or ``[batch, k, k]``.

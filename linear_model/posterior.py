@@ -166,8 +166,10 @@ def least_squares(A: Tensor, S: Tensor, y: Tensor) -> Tensor:
     U, sv, Vh = torch.linalg.svd(B, full_matrices=False)
     rank = (sv > rank_tol(sv, l, k)).sum(-1)
     if bool((rank < k).any()):
-        raise ValueError(f"A S must have full column rank k={k} for least squares (needs l >= k), "
-                         f"got rank {int(rank.min())}; check A")
+        raise ValueError(
+            f"A S must have full column rank k={k} for least squares (needs l >= k), "
+            f"got rank {int(rank.min())}; check A"
+        )
     B_pinv = (mT(Vh) / sv.unsqueeze(-2)) @ mT(U)
     y = as_tensor(y, "y")
     return matvec(B_pinv, y, "y")

@@ -140,9 +140,7 @@ class GaussianLatentPrior:
             raise ValueError(f"k, mean and cov disagree on the latent dimension: {sizes}")
         self.k = next(iter(sizes.values()))
         self._lam, self._U = (lam, U) if cov is not None else (None, None)
-        self.cov = (
-            torch.eye(self.k, dtype=torch.float64) if cov is None else as_tensor(cov, "cov")
-        )
+        self.cov = torch.eye(self.k, dtype=torch.float64) if cov is None else as_tensor(cov, "cov")
         self.mean = torch.zeros(self.k, dtype=torch.float64) if mean is None else mean
         mean_as_matrix = self.mean.unsqueeze(-1) if self.mean.dim() == 2 else None
         self.batch = common_batch(cov=self.cov, mean=mean_as_matrix)

@@ -12,4 +12,5 @@ from verification.checks import (  # noqa: F401
     t9_phase_transition,
     t10_calibration,
     t11_unsquared_loss,
+    t12_posterior_calibration,
 )

@@ -111,13 +111,30 @@ class GaussianMixture:
         """``U_j^T (x - m_j)`` ``[N, K, r]`` from ``diff`` ``[N, K, d]``."""
         return torch.einsum("nkd,kdr->nkr", diff, self.U)
 
+    @property
+    def _shared(self) -> bool:
+        """All components share one ``U`` (an expanded view: the posterior of identity covariances)."""
+        return self.U is not None and self.U.stride(0) == 0
+
+    def _proj_x(self, x: Tensor) -> Tensor:
+        """``U_j^T (x - m_j)`` ``[N, K, r]`` without forming ``x - m_j`` (``O(N K d r)``; shared: ``O(N d r)``)."""
+        if self._shared:
+            return (x @ self.U[0]).unsqueeze(1) - self.means @ self.U[0]
+        return torch.einsum("nd,kdr->nkr", x, self.U) - torch.einsum("kd,kdr->kr", self.means, self.U)
+
+    def _lift(self, c: Tensor) -> Tensor:
+        """``sum_j U_j c_j`` ``[N, d]`` for ``c`` ``[N, K, r]``."""
+        if self._shared:
+            return c.sum(1) @ self.U[0].T
+        return torch.einsum("kdr,nkr->nd", self.U, c)
+
     def component_log_prob(self, x: Tensor) -> Tensor:
         """``log N(x; m_j, C_j)`` ``[N, K]`` for ``x`` ``[N, d]`` (needs ``lam > 0``)."""
         x = self._check_x(x)
         sq = x.pow(2).sum(-1, keepdim=True) - 2 * x @ self.means.T + self.means.pow(2).sum(-1)
         quad, logdet = sq, torch.zeros(self.K, dtype=x.dtype)
         if self.U is not None:
-            p = self._proj(x.unsqueeze(1) - self.means)
+            p = self._proj_x(x)
             quad = quad + (p.pow(2) * (1.0 / self.lam - 1.0)).sum(-1)
             logdet = self.lam.log().sum(-1)
         return -0.5 * (quad + logdet + self.d * LOG_2PI)
@@ -136,8 +153,7 @@ class GaussianMixture:
         r = self.responsibilities(x)
         out = -(x - r @ self.means)
         if self.U is not None:
-            p = self._proj(x.unsqueeze(1) - self.means)
-            out = out - torch.einsum("kdr,nkr->nd", self.U, r.unsqueeze(-1) * p * (1.0 / self.lam - 1.0))
+            out = out - self._lift(r.unsqueeze(-1) * self._proj_x(x) * (1.0 / self.lam - 1.0))
         return out
 
     def sample(self, n: int, generator=None, *, labels: bool = False):

@@ -4,7 +4,7 @@
   so its error is the time-stepping (and ``N(0, I)`` start) error alone;
 * ``dps``: the mixture prior in the ambient space, identity encoder/decoder, norm loss weight ``omega``;
 * ``ldps`` / ``gml`` / ``psld``: the mixture on ``z``, a linear decoder ``x = S z`` (orthonormal ``S``
-  ``[2d, d]``), ``A_x = A S^T`` so that ``A_x S = A`` and the posterior of ``z`` is the benchmark's;
+  ``[d + 16, d]``), ``A_x = A S^T`` so that ``A_x S = A`` and the posterior of ``z`` is the benchmark's;
 * ``flipped`` / ``unguided``: negative cases, the oracle with ``grad log p_t(y | x_t)`` negated or dropped;
 * :func:`mcgdiff_dps`: DPS as the MCGdiff authors' ``gmm.py`` runs it (not through the core; see there).
 
@@ -76,8 +76,9 @@ def method_config(method: str, num_steps: int, eta: float, omega: float, gamma: 
 
 
 def decoder_basis(d: int, seed: int = 0) -> Tensor:
-    """The orthonormal ``S`` ``[2d, d]`` of the latent methods (fixed per ``d``)."""
-    return lm.random_subspace(2 * d, d, seed=seed)
+    """The orthonormal ``S`` ``[d + 16, d]`` of the latent methods (fixed per ``d``). With ``A_x = A S^T``
+    every quantity of LDPS/GML/PSLD in ``z`` is independent of the pixel dimension (docs/theory.md §12.3)."""
+    return lm.random_subspace(d + 16, d, seed=seed)
 
 
 def run_method(

@@ -117,7 +117,7 @@ class GaussianMixture:
         return self.U is not None and self.U.stride(0) == 0
 
     def _proj_x(self, x: Tensor) -> Tensor:
-        """``U_j^T (x - m_j)`` ``[N, K, r]`` without forming ``x - m_j`` (``O(N K d r)``; shared: ``O(N d r)``)."""
+        """``U_j^T (x - m_j)`` ``[N, K, r]`` without forming ``x - m_j`` (shared ``U``: one projection)."""
         if self._shared:
             return (x @ self.U[0]).unsqueeze(1) - self.means @ self.U[0]
         return torch.einsum("nd,kdr->nkr", x, self.U) - torch.einsum("kd,kdr->kr", self.means, self.U)

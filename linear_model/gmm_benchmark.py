@@ -83,10 +83,11 @@ def sliced_wasserstein(a: Tensor, b: Tensor, n_slices: int = 100, generator=None
         raise ValueError(f"a and b must be [n, d] with the same d, got {list(a.shape)} and {list(b.shape)}")
     u = torch.randn(check_pos_int(n_slices, "n_slices"), a.shape[1], generator=rng(generator), dtype=F64)
     u = u / u.norm(dim=1, keepdim=True)
-    pa, pb = (a.to(F64) @ u.T).sort(0).values, (b.to(F64) @ u.T).sort(0).values
-    if pa.shape[0] == pb.shape[0]:
+    pa = (a.to(F64) @ u.T).sort(0).values.T.contiguous()  # [slices, n]
+    pb = (b.to(F64) @ u.T).sort(0).values.T.contiguous()
+    if pa.shape[1] == pb.shape[1]:
         return float((pa - pb).abs().mean())
-    return float(sum(_w1(pa[:, k], pb[:, k]) for k in range(u.shape[0])) / u.shape[0])
+    return float(sum(_w1(pa[k], pb[k]) for k in range(u.shape[0])) / u.shape[0])
 
 
 def _w1(sa: Tensor, sb: Tensor) -> float:

@@ -79,7 +79,8 @@ def aggregate(rows: list[dict]) -> str:
     cols: list = []
     modes: dict = defaultdict(list)
     for r in rows:
-        col = r["method"] if r["steps"] == 0 else f"{r['method']} η={r['eta']:g}"
+        fixed_eta = r["steps"] == 0 or "MCGdiff" in r["method"]  # the reference's eta is set by the steps
+        col = r["method"] if fixed_eta else f"{r['method']} η={r['eta']:g}"
         if r["steps"] == 0:
             for s in sorted({x["steps"] for x in rows if x["steps"] > 0}):
                 groups[(r["d"], r["d_y"], s)][col].append(r["sw"])

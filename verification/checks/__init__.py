@@ -13,4 +13,5 @@ from verification.checks import (  # noqa: F401
     t10_calibration,
     t11_unsquared_loss,
     t12_posterior_calibration,
+    t13_taesd_gluing,
 )

@@ -1,4 +1,4 @@
-"""docs/theory.md §12 (T12): sliced Wasserstein distance to the exact Gaussian-mixture posterior against the
+"""docs/theory.md §10 (T12): sliced Wasserstein distance to the exact Gaussian-mixture posterior against the
 number of steps, per method, on MCGdiff-protocol instances (d = 8, d_y = 1): the oracle (exact noised-
 posterior score in the core's DDPM loop), DPS and PSLD through :func:`psld.sample`, the DPS of the MCGdiff
 code (its eta), and the Monte Carlo floor (two exact sample sets).

@@ -1,4 +1,4 @@
-"""docs/theory.md §13 (T13): the fixed-point residual ``||E(D(z)) - z||/||z||`` of TAESD for encodings of
+"""docs/theory.md §11 (T13): the fixed-point residual ``||E(D(z)) - z||/||z||`` of TAESD for encodings of
 photographs (several crop sizes) against latents off the image manifold (encodings plus noise of growing size,
 ``N(0, I)`` latents). Needs TAESD weights (:mod:`verification.taesd`); without them it draws nothing.
 """

@@ -1,4 +1,4 @@
-"""The Gaussian-mixture posterior benchmark of MCGdiff (Cardoso et al., ICLR 2024), docs/theory.md §12.3.
+"""The Gaussian-mixture posterior benchmark of MCGdiff (Cardoso et al., ICLR 2024), docs/theory.md §10.3.
 
 Prior: 25 components ``N(mu_ij, I_d)``, ``mu_ij = (-8i, -8j, -8i, -8j, ...)`` (the pair repeated ``d/2``
 times, ``i, j in {-2..2}``), weights ``g_ij^2 / sum g^2`` with ``g ~ N(0, 1)``. Measurement:

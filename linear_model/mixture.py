@@ -5,7 +5,7 @@ A mixture ``p(x) = sum_j w_j N(m_j, C_j)`` stores each covariance as "identity p
 the MCGdiff benchmark; ``r = d``: any covariance). Every map below is then ``O(d r)`` per point and component.
 
 Forward process (diffusers semantics, as :mod:`linear_model.prior`): ``x_t = sqrt(ab) x0 + sqrt(1 - ab) eps``.
-Because a mixture of Gaussians pushed through an affine Gaussian kernel stays one (docs/theory.md §12.1)::
+Because a mixture of Gaussians pushed through an affine Gaussian kernel stays one (docs/theory.md §10.1)::
 
     p_t(x)   = sum_j w_j N(x; sqrt(ab) m_j, C_j^t)
     C_j^t    = ab C_j + (1 - ab) I = I + U_j (diag(ab lam_j + 1 - ab) - I) U_j^T
@@ -14,7 +14,7 @@ Because a mixture of Gaussians pushed through an affine Gaussian kernel stays on
     eps      = -sqrt(1 - ab) score
 
 and the posterior of ``y = B x + sigma n`` is the mixture of the per-component Gaussian posteriors with
-weights ``w_j N(y; B m_j, B C_j B^T + sigma^2 I)`` renormalised (docs/theory.md §12.2).
+weights ``w_j N(y; B m_j, B C_j B^T + sigma^2 I)`` renormalised (docs/theory.md §10.2).
 """
 
 from __future__ import annotations

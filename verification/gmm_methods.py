@@ -1,4 +1,4 @@
-"""T12's samplers on a Gaussian-mixture problem (docs/theory.md §12), each through :func:`psld.sample`.
+"""T12's samplers on a Gaussian-mixture problem (docs/theory.md §10), each through :func:`psld.sample`.
 
 * ``oracle``: the exact noised-posterior score ``grad log p_t(x_t | y)`` as the prior's eps, guidance off,
   so its error is the time-stepping (and ``N(0, I)`` start) error alone;
@@ -77,7 +77,7 @@ def method_config(method: str, num_steps: int, eta: float, omega: float, gamma: 
 
 def decoder_basis(d: int, seed: int = 0) -> Tensor:
     """The orthonormal ``S`` ``[d + 16, d]`` of the latent methods (fixed per ``d``). With ``A_x = A S^T``
-    every quantity of LDPS/GML/PSLD in ``z`` is independent of the pixel dimension (docs/theory.md §12.3)."""
+    every quantity of LDPS/GML/PSLD in ``z`` is independent of the pixel dimension (docs/theory.md §10.3)."""
     return lm.random_subspace(d + 16, d, seed=seed)
 
 
@@ -212,7 +212,7 @@ def mcgdiff_dps(
 
     The bias: for ``eta < 1`` the mean is DDPM's but the noise is shrunk, which is *not* DDIM(eta) (DDIM
     changes the mean's eps coefficient with the noise so that every marginal is kept). Even with the exact
-    score and ``zeta = 0`` the samples are under-dispersed (docs/theory.md §12.4 gives the variance).
+    score and ``zeta = 0`` the samples are under-dispersed (docs/theory.md §10.4 gives the variance).
     """
     ac = alphas_cumprod
     x = torch.randn(n, prior.d, generator=generator, dtype=F64)

@@ -1,4 +1,4 @@
-"""T12 (docs/theory.md §12): posterior calibration on an exact Gaussian-mixture posterior (MCGdiff benchmark).
+"""T12 (docs/theory.md §10): posterior calibration on an exact Gaussian-mixture posterior (MCGdiff benchmark).
 
 Rows, all through :func:`psld.sample` except the reference DPS of the MCGdiff code:
 

@@ -3,7 +3,6 @@ when real TAESD weights are present, the fixed-point and glue-step findings on o
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,19 +11,10 @@ import torch
 from verification import taesd
 from verification.checks import t13_taesd_gluing as t13
 
-SHARED = Path("/work/shared/weights/taesd")  # a developer copy; CI has none and skips
-
 
 def real_weights() -> Path | None:
-    if os.environ.get("PSLD_TAESD"):
-        return taesd.taesd_folder()
-    if all((SHARED / n).is_file() for n in taesd.RAW):
-        os.environ["PSLD_TAESD"] = str(SHARED)
-        try:
-            return taesd.taesd_folder()
-        finally:
-            del os.environ["PSLD_TAESD"]
-    return None
+    """The package's TAESD copy or ``PSLD_TAESD`` (a developer sets it; CI has neither and skips)."""
+    return taesd.taesd_folder()
 
 
 def test_convert_raw_round_trip(tmp_path):
@@ -77,7 +67,7 @@ def test_seam_band_geometry():
     assert bool(inside[band].any()) and bool((~inside)[band].any())  # the band straddles the edge
 
 
-@pytest.mark.skipif(real_weights() is None, reason="no TAESD weights (PSLD_TAESD or the developer copy)")
+@pytest.mark.skipif(real_weights() is None, reason="no TAESD weights (psld.models.builtin or PSLD_TAESD)")
 def test_taesd_findings_on_one_photograph():
     _, E, D = taesd.load(real_weights())
     x = t13.photographs(64, 1)

@@ -13,7 +13,6 @@ Samples are returned in the mixture's space (``z``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -137,10 +136,9 @@ def run_method(
             with torch.enable_grad():
                 zi = z_t.detach().requires_grad_(True)
                 z0 = (zi - (1 - a) ** 0.5 * prior.eps(zi, int(seen[i]))) / a**0.5
-                grad, *_ = (
-                    guidance(zi, z0, enc, dec, op, y[:m], cfg)
-                    if enc is not None
-                    else guidance(zi, z0, _ID, _ID, op, y[:m], cfg)
+                ident = enc is None  # pixel-space methods: identity encoder/decoder, as the core
+                grad, *_ = guidance(
+                    zi, z0, _identity if ident else enc, _identity if ident else dec, op, y[:m], cfg
                 )
             want, got = kappa * g_exact, -grad
             cos = (want * got).sum(1) / (want.norm(dim=1) * got.norm(dim=1)).clamp_min(1e-300)
@@ -155,9 +153,6 @@ def run_method(
 
 def _identity(x: Tensor) -> Tensor:
     return x
-
-
-_ID = _identity
 
 
 # ------------------------------------------------------------------ DPS as the MCGdiff authors run it
@@ -252,7 +247,3 @@ def mcgdiff_variance(alphas_cumprod: Tensor, timesteps: list[int], eta: float) -
 def tv_distance(p: Tensor, q: Tensor) -> float:
     """Total variation ``sum |p - q| / 2`` between two weight vectors."""
     return float((p - q).abs().sum() / 2)
-
-
-def finite(x: float) -> bool:
-    return math.isfinite(x)

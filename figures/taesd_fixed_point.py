@@ -46,8 +46,8 @@ def make(out_dir: Path, quick: bool) -> list[Path]:
     ax.set_ylabel(r"fixed-point residual $\|E(D(z)) - z\| / \|z\|$")
     ax.set_ylim(0, None)
     ax.set_title(
-        rf"TAESD: encodings $z = E(x)$ of photographs (blue) vs latents off the manifold (red: the {sizes[0]} px "
-        rf"encodings plus noise, in units of their sd {fp['latent_std']:.2f}); bar: median",
+        rf"TAESD: encodings $z = E(x)$ of photographs (blue) vs latents off the manifold (red: the "
+        rf"{sizes[0]} px encodings plus noise, in units of their sd {fp['latent_std']:.2f}); bar: median",
         fontsize=8.5,
     )
     ax.grid(True, axis="y", alpha=0.3)

@@ -109,8 +109,12 @@ def _family(model) -> str:
 def _config(task: Task | None, model, config, num_inference_steps, omega, gamma) -> PSLDConfig:
     pixel = model.family == "pixel"
     if config is None:
-        base = task.preset(_family(model)) if task is not None else PSLDConfig()
-        config = base.replace(**model.scheduler_settings(), **({"method": "dps"} if pixel else {}))
+        if task is not None:
+            from psld.presets import model_preset
+
+            config = model_preset(model, task.name, "dps" if pixel else None)
+        else:
+            config = PSLDConfig().replace(**model.scheduler_settings(), **({"method": "dps"} if pixel else {}))
     elif not isinstance(config, PSLDConfig):
         raise ValueError(f"config must be a PSLDConfig, got {type(config).__name__}")
     if config.method == "dps" and not pixel:

@@ -18,6 +18,8 @@ FIGURES: dict[str, str] = {
     "phase_transition": "§9.4 recovery phase transition against l/k",
     "off_manifold": "§9.8 off-manifold energy of pixel samples against d",
     "unsquared_loss": "T11 residual floor of the unsquared loss against the step, several omega",
+    "posterior_calibration": "§10 (T12) sliced W1 to the exact mixture posterior against steps, per method",
+    "taesd_fixed_point": "§11 (T13) TAESD fixed-point residual on vs off the image manifold (needs weights)",
 }
 
 

@@ -29,7 +29,7 @@ def make(out_dir: Path, quick: bool) -> list[Path]:
     all_l = list(range(0, D + 1))
     hyper = [lm.mask_recovery_probability(D, K, l) for l in all_l]
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
     ax.step(
         [0, 1, D / K],
         [0, 1, 1],
@@ -37,7 +37,7 @@ def make(out_dir: Path, quick: bool) -> list[Path]:
         color="tab:blue",
         lw=1,
         alpha=0.6,
-        label="Gaussian theory: 1 iff l ≥ k",
+        label=r"Gaussian theory: 1 iff $l \geq k$",
     )
     ax.plot(
         [l / K for l in g_ls], gauss, "o", color="tab:blue", label=f"Gaussian A, measured ({n_gauss} trials)"
@@ -55,12 +55,13 @@ def make(out_dir: Path, quick: bool) -> list[Path]:
         capsize=3,
         label=f"mask + coordinate subspace, measured ({n_mask} trials, ±2 SE)",
     )
-    ax.axvline(1.0, color="gray", ls=":", lw=1)
-    ax.set_xlabel("measurements per latent dimension  l / k")
+    ax.axvline(1.0, color="gray", ls=":", lw=1, label="$l = k$ (Gaussian threshold)")
+    ax.set_xlabel(r"measurements per latent dimension $l/k$")
     ax.set_ylabel("recovery probability")
-    ax.set_title(f"Recovery phase transition (k={K}, d={D})", fontsize=10)
+    ax.set_title(rf"Recovery phase transition ($k={K}$, $d={D}$)", fontsize=10)
     ax.set_xlim(0, D / K)
     ax.set_ylim(-0.03, 1.05)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="center", bbox_to_anchor=(0.42, 0.5))
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.subplots_adjust(bottom=0.3)
     return save(fig, out_dir, NAME)

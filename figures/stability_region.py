@@ -64,29 +64,58 @@ def make(out_dir: Path, quick: bool) -> list[Path]:
     cv, cu = torch.meshgrid(coarse, coarse, indexing="ij")
     ok = measured(p, cu, cv, n=n_iter, seed=seed + 1)
 
-    fig, ax = plt.subplots(figsize=(6.4, 5.2))
-    im = ax.pcolormesh(U.numpy(), V.numpy(), rho.numpy(), shading="auto", cmap="viridis", vmin=0.0, vmax=2.0)
-    fig.colorbar(im, ax=ax, label=r"closed-form rate $\rho$ (clipped at 2)")
-    cs = ax.contour(
-        U.numpy(), V.numpy(), rho.numpy(), levels=[0.85, 0.9, 0.99], colors="white", linewidths=0.7
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(6.4, 6.4))
+    # diverging scale centred on rho = 1: the stable region gets its own half of the map, so its shading shows
+    # how fast each (omega, gamma) contracts instead of one flat colour; the image is rasterized (small PDF)
+    norm = TwoSlopeNorm(vmin=float(rho.min()), vcenter=1.0, vmax=2.0)
+    im = ax.pcolormesh(
+        U.numpy(),
+        V.numpy(),
+        rho.clamp(max=2.0).numpy(),
+        shading="auto",
+        cmap="RdBu_r",
+        norm=norm,
+        rasterized=True,
     )
-    ax.clabel(cs, fmt=r"$\rho$=%.2g", fontsize=7)
+    fig.colorbar(im, ax=ax, label=r"closed-form rate $\rho$ (clipped at 2; $\rho < 1$ contracts)")
+    levels, styles = [0.9, 0.99], ["--", ":"]
+    ax.contour(
+        U.numpy(), V.numpy(), rho.numpy(), levels=levels, colors="k", linewidths=0.9, linestyles=styles
+    )
     line = torch.linspace(0.0, 1.0, 2)
-    ax.plot(line, 1 - line, "r-", lw=2, label=r"boundary $\omega s_{max} + \gamma s_{max}^2 = 1$")
+    ax.plot(line, 1 - line, "-", color="darkred", lw=2)
     cu_, cv_ = cu.numpy(), cv.numpy()
     okn = ok.numpy()
-    ax.scatter(
-        cu_[okn], cv_[okn], marker="o", s=36, facecolor="white", edgecolor="k", label="measured: converging"
-    )
-    ax.scatter(cu_[~okn], cv_[~okn], marker="x", s=40, color="red", label="measured: diverged")
+    ax.scatter(cu_[okn], cv_[okn], marker="o", s=30, facecolor="white", edgecolor="k", zorder=3)
+    ax.scatter(cu_[~okn], cv_[~okn], marker="x", s=34, color="k", zorder=3)
+    handles = [
+        Line2D([], [], color="darkred", lw=2, label=r"boundary $\omega s_{max} + \gamma s_{max}^2 = 1$"),
+        *(
+            Line2D([], [], color="k", lw=0.9, ls=st, label=rf"contour $\rho = {lv:g}$")
+            for lv, st in zip(levels, styles, strict=True)
+        ),
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            mfc="white",
+            mec="k",
+            label=f"core's map: error fell after {n_iter} steps",
+        ),
+        Line2D([], [], ls="", marker="x", color="k", label="core's map: error grew / blew up"),
+    ]
     ax.set_xlim(0, UMAX)
     ax.set_ylim(0, UMAX)
     ax.set_xlabel(r"$\omega\, s_{max}$ (measurement step)")
     ax.set_ylabel(r"$\gamma\, s_{max}^2$ (gluing step)")
     ax.set_title(
-        f"PSLD fixed-point stability (d={D}, k={K}, l={L}, "
-        rf"$\kappa$={float(p.kappa[0]):.1f}; markers after n={n_iter})",
-        fontsize=9,
+        rf"PSLD fixed-point stability ($d={D}$, $k={K}$, $l={L}$, $\kappa={float(p.kappa[0]):.1f}$)",
+        fontsize=10,
     )
-    ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=7.5, frameon=False)
+    fig.subplots_adjust(bottom=0.2)
     return save(fig, out_dir, NAME)

@@ -27,6 +27,7 @@ from linear_model.measurements import (
     row_mask_matrix,
     spectrum,
 )
+from linear_model.mixture import GaussianMixture, GaussianMixtureLatentPrior, mixture_posterior
 from linear_model.posterior import (
     ExactPosterior,
     exact_posterior,
@@ -75,6 +76,9 @@ __all__ = [
     "PixelSubspacePrior",
     "ridge_gains",
     "pixel_tweedie_matrix",
+    "GaussianMixture",
+    "GaussianMixtureLatentPrior",
+    "mixture_posterior",
     # measurements
     "gaussian_matrix",
     "row_mask_matrix",

@@ -12,4 +12,6 @@ from verification.checks import (  # noqa: F401
     t9_phase_transition,
     t10_calibration,
     t11_unsquared_loss,
+    t12_posterior_calibration,
+    t13_taesd_gluing,
 )

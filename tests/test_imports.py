@@ -122,9 +122,8 @@ def test_the_graph_sees_function_level_imports():
     assert "psld.config" in edges["psld.restore"]
 
 
-#: a cycle that another branch of issue 17 removes (the split of the evaluation runner); the test below
-#: fails once it is gone, so that this entry is deleted with it and the list cannot go stale
-PENDING: list[list[str]] = [["psld.evaluation.report", "psld.evaluation.runner"]]
+#: cycles known and not yet removed; the test below fails once one is gone, so the list cannot go stale
+PENDING: list[list[str]] = []
 
 
 def test_no_import_cycles():

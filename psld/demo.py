@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,14 +62,15 @@ def restore_set(
     steps: int | None = None,
     sigma_y: float = 0.025,
     paste: bool = True,
-) -> tuple[dict[str, Tensor], Tensor, object]:
+) -> tuple[dict[str, Tensor], Tensor, Any]:
     """``({method: restored [B, 3, H, W] in [0, 1]}, measurement in [0, 1], operator)`` for one task:
     every method sees the ``y`` that :func:`psld.solve` draws from ``seed`` (image ``i``: ``seed + i``)."""
     from psld.presets import model_preset
     from psld.restore import solve
 
     outputs: dict[str, Tensor] = {}
-    measurement = operator = None
+    measurement: Tensor | None = None
+    operator: Any = None
     for method in methods:
         if method == "pinv":
             continue
@@ -104,6 +106,7 @@ def restore_set(
             progress=False,
         )
         measurement, operator = out.measurement, out.operator
+    assert measurement is not None  # every branch above ran solve
     if "pinv" in methods:
         outputs["pinv"] = _pinv(operator, measurement)
     return {m: outputs[m] for m in methods}, measurement, operator

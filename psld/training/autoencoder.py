@@ -35,7 +35,7 @@ def _taesd_from_files(folder: Path) -> Any:
 
     state = taesd_state_dict(folder / _TAESD_FILES[0], folder / _TAESD_FILES[1])
     channels = state["encoder.layers.14.weight"].shape[0] if "encoder.layers.14.weight" in state else 4
-    vae = AutoencoderTiny(latent_channels=int(channels))
+    vae: Any = AutoencoderTiny(latent_channels=int(channels))
     vae.load_state_dict(state, strict=True)
     return vae
 

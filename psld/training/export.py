@@ -147,7 +147,8 @@ def export_model(
     vae.register_to_config(scaling_factor=scaling)
     vae.to(dtype).save_pretrained(out / "vae")
     vae.float()
-    DDPMScheduler(**scheduler_config()).save_pretrained(out / "scheduler")
+    scheduler: Any = DDPMScheduler(**scheduler_config())
+    scheduler.save_pretrained(out / "scheduler")
     index = {
         "_class_name": "LatentPriorPipeline",
         "_diffusers_version": diffusers.__version__,

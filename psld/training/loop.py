@@ -172,7 +172,8 @@ def train(
     params = [p for p in unet.parameters() if p.requires_grad]
     from diffusers import DDPMScheduler
 
-    abar = DDPMScheduler(**scheduler_config()).alphas_cumprod.to(device)
+    noise_schedule: Any = DDPMScheduler(**scheduler_config())
+    abar = noise_schedule.alphas_cumprod.to(device)
     end = config.steps if stop_after is None else min(config.steps, start + stop_after)
     from tqdm.auto import tqdm
 

@@ -101,7 +101,7 @@ class PSLDConfig:
     model_t_offset: int = 0
 
     def __post_init__(self) -> None:
-        _choice("method", self.method, METHODS)
+        _choice("method", self.method, self._methods())
         _choice("loss", self.loss, LOSSES)
         _choice("glue", self.glue, GLUES)
         _choice("encode", self.encode, ENCODES)
@@ -119,6 +119,32 @@ class PSLDConfig:
         for name in ("steps_offset", "model_t_offset"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")
+
+    def _methods(self) -> tuple[str, ...]:
+        """The ``method`` values this class accepts (a :class:`psld.hooks.MethodConfig` accepts its own)."""
+        return METHODS
+
+    def to_dict(self) -> dict:
+        """All fields as a JSON-ready dict (``method`` names the class :meth:`from_dict` rebuilds)."""
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict) -> PSLDConfig:
+        """The configuration ``to_dict`` wrote: ``PSLDConfig`` or the method's class (:mod:`psld.methods`).
+
+        >>> PSLDConfig.from_dict(PSLDConfig(omega=0.5).to_dict()) == PSLDConfig(omega=0.5)
+        True
+        """
+        from psld.methods import config_class
+
+        if not isinstance(data, dict) or "method" not in data:
+            raise ValueError("config dict must be a dict with a 'method' entry")
+        cls = config_class(data["method"])
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown config field(s) for method {data['method']!r}: {', '.join(unknown)}")
+        return cls(**data)
 
     @property
     def uses_glue(self) -> bool:

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from psld.config import PSLDConfig
+from psld.hooks import LoopResult, MethodConfig, Step
 from psld.operators.base import LinearOperator
 from psld.protocols import Decoder, Encoder, Identity, LatentPrior
 from psld.random import randn_like_batch
@@ -231,30 +232,80 @@ def sample(
         encoder = decoder = Identity()
     elif encoder is None or decoder is None:
         raise ValueError(f"method {config.method!r} needs an encoder and a decoder")
-    sched, seen = schedule_for(config, prior.alphas_cumprod)
     dtype = y.dtype if y.is_floating_point() else torch.float32
     if latents is None:
         shape = (batch, *_latent_shape(encoder, operator, y, latent_shape))
         z = randn_like_batch(shape, generator, y.device, dtype)
     else:
         z = latents.to(device=y.device, dtype=dtype)
+    hooks = config if isinstance(config, MethodConfig) else None
+    if hooks is not None and hooks.own_loop:
+        out = hooks.run(prior, encoder, decoder, operator, y, z, generator, callback, progress)
+    else:
+        out = _ddim_loop(
+            prior, encoder, decoder, operator, y, z, config, hooks, generator, callback, progress
+        )
+    _check_divergence(config, out.nonfinite, out.z, out.timesteps)
+    with torch.no_grad():
+        x = decoder(out.z)
+    return SampleOutput(
+        x=x, z=out.z, losses={"measurement": out.meas, "glue": out.glue}, timesteps=out.timesteps
+    )
+
+
+def progress_bar(steps: range, config: PSLDConfig, progress: bool):
+    """``steps`` wrapped in a tqdm bar named for the method when ``progress``."""
+    if not progress:
+        return steps
+    from tqdm.auto import tqdm
+
+    return tqdm(steps, desc=f"{config.method} sampling", leave=False)
+
+
+def _ddim_loop(
+    prior: LatentPrior,
+    encoder: Encoder,
+    decoder: Decoder,
+    operator: LinearOperator,
+    y: Tensor,
+    z: Tensor,
+    config: PSLDConfig,
+    hooks: MethodConfig | None,
+    generator: Generator,
+    callback: Callback | None,
+    progress: bool,
+) -> LoopResult:
+    """The DDIM loop of the module docstring, with a method's hooks at the points of :mod:`psld.hooks`."""
+    batch = y.shape[0]
+    sched, seen = schedule_for(config, prior.alphas_cumprod)
     glue_op, glue_mode = _glue_operator(operator, config.glue) if config.uses_glue else (operator, None)
     meas_log = torch.zeros(len(sched), batch, device=y.device)
     glue_log = torch.zeros_like(meas_log)
     nonfinite = torch.zeros(len(sched), dtype=torch.bool, device=y.device)  # per step, no host sync
-    steps = range(len(sched))
-    if progress:
-        from tqdm.auto import tqdm
+    grad_zt = config.guided and config.grad_wrt == "zt"
 
-        steps = tqdm(steps, desc=f"{config.method} sampling", leave=False)
-    for i in steps:
+    def hook_step(i: int) -> Step:
+        a, a_prev = float(sched.alpha[i]), float(sched.alpha_prev[i])
+        t_model = int(seen[i]) + config.model_t_offset
+        T = len(prior.alphas_cumprod)
+        return Step(i, t_model, a, a_prev, prior, encoder, decoder, operator, y, generator, len(sched), T)
+
+    if hooks is not None:
+        z = hooks.initial_latents(hook_step(0), z)
+    for i in progress_bar(range(len(sched)), config, progress):
         t = int(sched.timesteps[i])
         a, a_prev = float(sched.alpha[i]), float(sched.alpha_prev[i])
-        with torch.set_grad_enabled(config.guided and config.grad_wrt == "zt"):
-            z_in = z.detach().requires_grad_(config.guided and config.grad_wrt == "zt")
+        step = None
+        if hooks is not None:
+            step = hook_step(i)
+            z = hooks.refine_latent(step, z)
+        with torch.set_grad_enabled(grad_zt):
+            z_in = z.detach().requires_grad_(grad_zt)
             eps = prior.eps(z_in, int(seen[i]) + config.model_t_offset)
             z0 = predict_z0(z_in, eps, a)
-        sigma = ddim_sigma(a, a_prev, config.eta)
+        if hooks is not None:
+            z0, eps = hooks.update_z0(step, z_in.detach(), z0, eps)
+        sigma = ddim_sigma(a, a_prev, config.eta) if hooks is None else hooks.step_sigma(a, a_prev)
         noise = randn_like_batch(z.shape, generator, z.device, z.dtype) if sigma > 0 else None
         z_next = ddim_step(z0.detach(), eps.detach(), a_prev, sigma, noise)
         x0 = None
@@ -265,8 +316,12 @@ def sample(
                 grad, meas, glue, x0 = guidance(
                     z_in, z0, encoder, decoder, operator, y, config, generator, glue_op, glue_mode
                 )
-            z_next = z_next - grad
+            z_next = z_next - (grad if hooks is None else hooks.guidance_scale(step) * grad)
             meas_log[i], glue_log[i] = meas, glue
+        if hooks is not None:
+            z_next = hooks.consistency(step, z_next, z0.detach())
+            if step.meas is not None:
+                meas_log[i] = step.meas
         z = z_next.detach()
         if callback is not None:
             update = callback(i, t, {"latents": z, "z0": z0.detach(), "x0": x0})
@@ -274,9 +329,4 @@ def sample(
                 z = update["latents"]
         nonfinite[i] = ~torch.isfinite(z).all()
     nonfinite |= ~(torch.isfinite(meas_log).all(1) & torch.isfinite(glue_log).all(1))
-    _check_divergence(config, nonfinite, z, sched.timesteps)
-    with torch.no_grad():
-        x = decoder(z)
-    return SampleOutput(
-        x=x, z=z, losses={"measurement": meas_log, "glue": glue_log}, timesteps=sched.timesteps
-    )
+    return LoopResult(z=z, meas=meas_log, glue=glue_log, nonfinite=nonfinite, timesteps=sched.timesteps)

@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--out", default="psld-out", help="output folder (default: psld-out/)")
     r.add_argument("--overwrite", action="store_true", help="replace existing output files")
     r.add_argument("--steps", type=_positive_int, help="number of DDIM steps (default: task preset)")
+    r.add_argument(
+        "--method",
+        help="solver: psld (default), gml, ldps, resample, mpgd, stsl, daps or diffpir (docs/methods.md)",
+    )
     r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     r.add_argument("--omega", type=_non_negative_float, help="measurement weight (default: task preset)")
     r.add_argument("--gamma", type=_non_negative_float, help="gluing weight (default: task preset)")
@@ -254,6 +258,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         simulate=args.simulate,
         prompt=args.prompt,
         num_inference_steps=args.steps,
+        method=args.method,
         omega=args.omega,
         gamma=args.gamma,
         sigma_y=args.sigma_y,

@@ -4,7 +4,8 @@ An *entry* is one (image, task, method). For each (image, task) the operator ``A
 measurement ``y = A x + n`` (``n ~ N(0, (2 sigma_y)^2)`` in [-1, 1] units) are simulated from the clean
 image with seeds derived from ``(seed, image name, task)`` by SHA-256 (:func:`entry_seed`), so every
 method sees the same ``y`` and a result never depends on which process or which run computed it.
-Methods: ``psld``/``gml``/``ldps`` are :func:`psld.solve` with that method on the latent model, ``dps``
+Methods: ``psld``/``gml``/``ldps`` and the registry's ``resample``/``mpgd``/``stsl``/``daps``/``diffpir``
+(:mod:`psld.methods`) are :func:`psld.solve` with that method on the latent model, ``dps``
 the same on the pixel-space model, ``pinv`` the model-free ``A^+ y`` (inpainting: the measurement).
 
 **Outputs** under ``out``: ``gt/<image>.png`` (the ground-truth crop), ``<task>/measurement/<image>.png``,
@@ -39,11 +40,12 @@ import numpy as np
 import torch
 
 from psld.evaluation.datasets import RESIZE_MODES, ImageSource, check_images, load_image, resolve_images
+from psld.methods import REGISTRY
 from psld.tasks import get_task
 
 __all__ = ["evaluate", "EvalConfig", "EvalResult", "entry_seed", "METHODS", "LATENT_METHODS"]
 
-LATENT_METHODS = ("psld", "gml", "ldps")
+LATENT_METHODS = ("psld", "gml", "ldps", *REGISTRY)  # REGISTRY: resample, mpgd, stsl, daps, diffpir
 METHODS = (*LATENT_METHODS, "dps", "pinv")
 PRESETS = ("improved", "official")
 RESULTS = "results.jsonl"
@@ -247,14 +249,20 @@ def _config_for(method: str, task: str, model, cfg: EvalConfig):
     else:
         base = PSLDConfig.preset(task, family)
         base = base.replace(**model.scheduler_settings())
-    changes: dict[str, Any] = {"method": method}
+    changes: dict[str, Any] = {}
     if cfg.steps is not None:
         changes["num_steps"] = cfg.steps
     if cfg.omega is not None:
         changes["omega"] = cfg.omega
     if cfg.gamma is not None:
         changes["gamma"] = cfg.gamma
-    return base.replace(**changes)
+    if method in REGISTRY:  # the method's own defaults; the preset gives only the model's schedule switches
+        from psld.methods import method_config
+
+        if method == "diffpir":
+            changes.setdefault("sigma_n", max(2.0 * cfg.sigma_y, 1e-3))
+        return method_config(method, base, **changes)
+    return base.replace(method=method, **changes)
 
 
 def simulate(task: str, x01: torch.Tensor, cfg: EvalConfig, image: str, family: str):

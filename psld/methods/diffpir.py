@@ -33,7 +33,9 @@ class DiffPIRConfig(MethodConfig):
     method: str = "diffpir"
     num_steps: int = 100
     omega: float = 0.0
-    lam: float = 1.0
+    #: 0.25 reproduces the official lambda = 1: its rho sets a [0, 1]-unit noise std against the [-1, 1]-unit
+    #: sigma_t, here both are in [-1, 1] units (docs/methods.md)
+    lam: float = 0.25
     zeta: float = 0.1
     sigma_n: float = 0.02
     cg_iters: int = 30

@@ -11,6 +11,10 @@ method    guidance added to the DDIM step (gradient w.r.t. z_t)   encoder/decode
 ``psld``  ldps ``+ gamma * L(z0_hat, E(glue(D(z0_hat), y)))``     latent autoencoder
 ========  =====================================================  ==============================
 
+The solvers that followed PSLD (``resample``, ``mpgd``, ``stsl``, ``daps``, ``diffpir``) are subclasses of
+:class:`PSLDConfig` with hooks, registered in :mod:`psld.methods`; :meth:`PSLDConfig.from_dict` rebuilds
+any of them from :meth:`PSLDConfig.to_dict`.
+
 ``L(a, b)`` is ``||a - b||`` per sample (``loss="norm"``, the official code) or ``||a - b||^2``
 (``loss="squared"``, the convention of the theorems, no factor 1/2).
 """

@@ -74,7 +74,9 @@ class LoopResult:
 class MethodConfig(PSLDConfig):
     """A method: a named configuration plus hooks at the fixed points of the core loop (module doc).
 
-    Subclasses set ``NAME`` (their ``method`` value) and override the hooks they need.
+    Subclasses set ``NAME`` (their ``method`` value) and override the hooks they need. Fields of
+    :class:`PSLDConfig` that a method does not read (for most: ``gamma``, ``glue``, ``noisy_prediction``,
+    ``grad_wrt``) are kept for the shared JSON form and ignored.
     """
 
     NAME: ClassVar[str] = ""

@@ -11,8 +11,10 @@ For each timestep ``t`` (``a = abar_t``, ``a' = abar_prev``)::
     z_{t-1} = z' - grad_{z_t} (omega * meas + gamma * glue)
 
 with ``L`` the per-sample norm or squared norm. DPS, latent DPS and GML-DPS are configurations
-(:class:`psld.config.PSLDConfig`). Losses are per sample and summed over the batch, so a batch of B
-problems gives the B single-problem results (given one generator per sample).
+(:class:`psld.config.PSLDConfig`); the later latent solvers (:mod:`psld.methods`) add hooks at the fixed
+points listed in :mod:`psld.hooks`, and latent DAPS runs its own loop through the same entry point.
+Losses are per sample and summed over the batch, so a batch of B problems gives the B single-problem
+results (given one generator per sample).
 
 Divergence: after the last step (one host sync, none per step) :func:`sample` raises
 :class:`DivergenceError` when a latent or a loss became NaN/inf, and warns with

@@ -82,6 +82,9 @@ class MethodConfig(PSLDConfig):
     NAME: ClassVar[str] = ""
     #: True for a method that runs its own loop (:meth:`run`) instead of the DDIM loop.
     own_loop: ClassVar[bool] = False
+    #: the step sizes a divergence message names, and what to do about them
+    KNOBS: ClassVar[tuple[str, ...]] = ("omega",)
+    ADVICE: ClassVar[str] = "lower omega"
 
     def __post_init__(self) -> None:
         if self.method != self.NAME:

@@ -82,21 +82,22 @@ def _check_divergence(config: PSLDConfig, bad: Tensor, z: Tensor, timesteps: Ten
     """Raise :class:`DivergenceError` naming the first bad step, or warn on latent drift (one sync)."""
     rms = z.detach().flatten(1).float().pow(2).mean(1).sqrt()
     summary = torch.stack([bad.any().float(), rms.max() if rms.numel() else rms.new_zeros(())]).cpu()
-    weights = (
-        f"method={config.method!r}, omega={config.omega:g}, gamma={config.gamma:g}, loss={config.loss!r}"
-    )
+    knobs = config.KNOBS if isinstance(config, MethodConfig) else ("omega", "gamma")
+    advice = config.ADVICE if isinstance(config, MethodConfig) else "lower omega/gamma"
+    shown = ", ".join(f"{k}={getattr(config, k):g}" for k in knobs)
+    weights = f"method={config.method!r}, {shown}, loss={config.loss!r}"
     if summary[0] > 0:
         i = int(bad.float().argmax())
         raise DivergenceError(
             f"sampling diverged: non-finite latents or losses first at step {i} of {bad.numel()} "
-            f"(t={int(timesteps[i])}) with {weights}; lower omega/gamma"
+            f"(t={int(timesteps[i])}) with {weights}; {advice}"
         )
     if not float(summary[1]) <= DRIFT_RMS:
         import warnings
 
         warnings.warn(
             f"final latent rms {float(summary[1]):.3g} is far outside the prior's scale "
-            f"(> {DRIFT_RMS:g}) with {weights}; the result is likely meaningless, lower omega/gamma",
+            f"(> {DRIFT_RMS:g}) with {weights}; the result is likely meaningless, {advice}",
             DivergenceWarning,
             stacklevel=3,
         )

@@ -173,7 +173,7 @@ def test_daps_langevin_has_the_gaussian_stationary_law_of_the_discrete_chain():
     m = torch.linalg.solve(P, 2 * M.T @ y1 / tau**2 + zhat1 / r**2)
     lr = 0.5 / float(torch.linalg.eigvalsh(P).max())
     cov = torch.linalg.inv(P - lr * P @ P / 2)
-    cfg = DAPSConfig(tau=tau)
+    cfg = DAPSConfig(tau=tau, grad_clip=0.0)  # the official clipping off: the target is then Gaussian
     grad = cfg.grad_log_p(ae.decode, op, y1.expand(n, 3), zhat1.expand(n, 2), r)
     x = langevin(grad, zhat1.expand(n, 2).clone(), lr, 400, torch.Generator().manual_seed(0))
     emp_mean, emp_cov = x.mean(0), torch.cov(x.T)
@@ -219,3 +219,19 @@ def test_stsl_trace_term_is_the_exact_posterior_covariance_trace():
     tr_j = (3 - measured * a / (1 - a)) / math.sqrt(1 - a)
     no_factor = (1 - a) / a * (3 - tr_j)  # the sqrt(1 - a) factor on tr J dropped
     assert not _close(no_factor, exact.reshape(1), tol=1e-6)
+
+
+def test_daps_clips_the_data_gradient_elementwise_before_dividing_by_tau_squared():
+    ae, A, g = _linear(d=5, k=2, l=3, seed=4)
+    op = MatrixOperator(A * 10)  # large residual gradients: some entries above the clip, some below
+    y = torch.randn(4, 3, generator=g, dtype=DT)
+    x = torch.randn(4, 2, generator=g, dtype=DT)
+    zhat = torch.randn(4, 2, generator=g, dtype=DT)
+    M = (A * 10) @ ae.S
+    raw = 2 * (x @ M.T - y) @ M
+    c = 50.0
+    assert bool((raw.abs() > c).any() and (raw.abs() < c).any())
+    tau, r = 0.5, 0.7
+    got = DAPSConfig(tau=tau, grad_clip=c).grad_log_p(ae.decode, op, y, zhat, r)(x)
+    assert _close(got, -raw.clamp(-c, c) / tau**2 - (x - zhat) / r**2)
+    assert not _close(got, -raw / tau**2 - (x - zhat) / r**2)  # unclipped

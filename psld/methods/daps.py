@@ -6,6 +6,7 @@ nearest timestep. At level ``i`` (``z_i`` in the prior's VP scale)::
 
     z0_hat  = ODE(z_i)                  ode_steps deterministic DDIM (probability-flow Euler) steps to t = 0
     z0      ~ Langevin from z0_hat on log p(z0) = -||y - A D(z0)||^2 / tau^2 - ||z0 - z0_hat||^2 / (2 s_i^2)
+              (the data gradient clipped elementwise to +-grad_clip first, as the official code does)
               z0 <- z0 + lr_i grad log p(z0) + sqrt(2 lr_i) xi   (langevin_steps times,
               lr_i = lr (1 + i / N (lr_min_ratio - 1)))
     z_{i+1} = sqrt(abar_{i+1}) z0 + sqrt(1 - abar_{i+1}) xi        (fresh noise at the next level)
@@ -51,6 +52,8 @@ class DAPSConfig(MethodConfig):
     """Latent DAPS with Langevin dynamics (``num_steps`` annealing levels)."""
 
     NAME: ClassVar[str] = "daps"
+    KNOBS: ClassVar[tuple[str, ...]] = ("lr", "tau")
+    ADVICE: ClassVar[str] = "lower lr or raise tau"
     own_loop: ClassVar[bool] = True
     method: str = "daps"
     num_steps: int = 50
@@ -63,12 +66,17 @@ class DAPSConfig(MethodConfig):
     lr: float = 1e-4
     lr_min_ratio: float = 0.01
     tau: float = 0.01
+    #: clip the data gradient elementwise to [-grad_clip, grad_clip] before dividing by tau^2 (official: 1;
+    #: 0 turns it off)
+    grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("ode_steps", "langevin_steps"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise ValueError(f"grad_clip must be a finite number >= 0, got {self.grad_clip!r}")
         for name in ("sigma_max", "sigma_min", "rho", "lr", "lr_min_ratio", "tau"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be a finite positive number, got {getattr(self, name)!r}")
@@ -101,7 +109,10 @@ class DAPSConfig(MethodConfig):
 
         def grad(x: Tensor) -> Tensor:
             fn = lambda v: measurement_loss(decoder, operator, y, v, "squared")  # noqa: E731
-            return -value_and_grad(fn, x)[1] / self.tau**2 - (x - z0_hat) / r**2
+            g = value_and_grad(fn, x)[1]
+            if self.grad_clip > 0:
+                g = g.clamp(-self.grad_clip, self.grad_clip)
+            return -g / self.tau**2 - (x - z0_hat) / r**2
 
         return grad
 

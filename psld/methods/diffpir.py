@@ -30,6 +30,8 @@ class DiffPIRConfig(MethodConfig):
     """Latent DiffPIR: ``lam`` weighs the prior in the prox, ``zeta`` the fresh noise."""
 
     NAME: ClassVar[str] = "diffpir"
+    KNOBS: ClassVar[tuple[str, ...]] = ("lam", "zeta")
+    ADVICE: ClassVar[str] = "raise lam"
     method: str = "diffpir"
     num_steps: int = 100
     omega: float = 0.0

@@ -47,6 +47,8 @@ class STSLConfig(MethodConfig):
     """STSL: ``omega`` steps on the measurement loss, ``gamma`` weighs the covariance trace."""
 
     NAME: ClassVar[str] = "stsl"
+    KNOBS: ClassVar[tuple[str, ...]] = ("omega", "gamma")
+    ADVICE: ClassVar[str] = "lower omega/gamma"
     method: str = "stsl"
     num_steps: int = 50
     omega: float = 1.0

@@ -30,20 +30,38 @@ def value_and_grad(fn: Callable[[Tensor], Tensor], z: Tensor) -> tuple[Tensor, T
     return value.detach(), grad
 
 
-def adam(fn: Callable[[Tensor], Tensor], z: Tensor, iters: int, lr: float) -> tuple[Tensor, Tensor]:
-    """``iters`` Adam steps (betas 0.9/0.999, eps 1e-8, no weight decay) on ``sum(fn(z))`` from ``z``.
+def adam(
+    fn: Callable[[Tensor], Tensor],
+    z: Tensor,
+    iters: int,
+    lr: float,
+    tol: float = 0.0,
+    patience: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """Up to ``iters`` Adam steps (betas 0.9/0.999, eps 1e-8, no weight decay) on ``sum(fn(z))`` from ``z``.
 
-    Returns the final ``z`` and the per-sample loss at the last evaluated point.
+    Early stopping is per sample (so a batch still equals its singles): a sample freezes once its loss
+    falls below ``tol``, or (``patience > 0``) once its loss exceeds its loss ``patience`` iterations
+    earlier; the loop ends when every sample has stopped. Returns ``z`` and the last per-sample losses.
     """
     m = torch.zeros_like(z)
     v = torch.zeros_like(z)
     value = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+    active = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
+    history: list[Tensor] = []
     for k in range(1, iters + 1):
         value, g = value_and_grad(fn, z)
+        active &= ~(value < tol)
+        if patience > 0:
+            if len(history) >= patience:
+                active &= ~(value > history[-patience])
+            history.append(value)
+        if not bool(active.any()):
+            break
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
         step = lr * (m / (1 - 0.9**k)) / ((v / (1 - 0.999**k)).sqrt() + 1e-8)
-        z = (z - step).detach()
+        z = (z - _col(active.to(z.dtype), z) * step).detach()
     return z, value
 
 

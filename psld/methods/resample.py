@@ -6,6 +6,7 @@ Step ``i`` of ``N`` (``index = N - 1 - i``; ``a = abar_t``, ``a' = abar_prev``):
     on index % every == 0, 0 < index <= N - N // splits:
         z0~  = E(argmin_x ||y - A x||^2 from D(z0_hat))     pixel space, index >= N // splits (Adam)
         z0~  = argmin_z ||y - A D(z)||^2 from z0_hat          latent space, index <  N // splits (Adam)
+        (Adam with the official caps, learning rates and per-sample early stopping: tol, patience)
         s^2  = gamma_resample (1 - a') / (1 - a) (1 - a / a')
         z_{t-1} ~ N(mu, v I),  v = s^2 (1 - a') / (s^2 + 1 - a'),
                                 mu = (s^2 sqrt(a') z0~ + (1 - a') z') / (s^2 + 1 - a')
@@ -46,22 +47,28 @@ class ReSampleConfig(MethodConfig):
     gamma_resample: float = 40.0
     every: int = 10
     splits: int = 3
-    pixel_iters: int = 100
+    #: Adam iterations at most, per stage; a sample stops early once its mean-square residual < tol
+    pixel_iters: int = 2000
     pixel_lr: float = 1e-2
-    latent_iters: int = 100
+    latent_iters: int = 500
     latent_lr: float = 5e-3
+    tol: float = 1e-6
+    #: latent stage: a sample also stops once its loss exceeds its loss this many iterations earlier
+    patience: int = 200
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("every", "splits"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        for name in ("pixel_iters", "latent_iters"):
+        for name in ("pixel_iters", "latent_iters", "patience"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")
         for name in ("gamma_resample", "pixel_lr", "latent_lr"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be a finite positive number, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.tol) and self.tol >= 0):
+            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
 
     @property
     def guided(self) -> bool:
@@ -82,7 +89,7 @@ class ReSampleConfig(MethodConfig):
         """``latent_iters`` Adam steps on the per-sample mean of ``(y - A D(z))^2``."""
         size = step.y[0].numel()
         fn = lambda v: measurement_loss(step.decoder, step.operator, step.y, v, "squared") / size  # noqa: E731
-        return adam(fn, z, self.latent_iters, self.latent_lr)[0]
+        return adam(fn, z, self.latent_iters, self.latent_lr, self.tol, self.patience)[0]
 
     def consistency(self, step: Step, z_next: Tensor, z0: Tensor) -> Tensor:
         stage = self.stage(step.i)
@@ -90,7 +97,7 @@ class ReSampleConfig(MethodConfig):
             if stage == "pixel":
                 size = step.y[0].numel()
                 fn = lambda x: measurement_loss(lambda v: v, step.operator, step.y, x, "squared") / size  # noqa: E731
-                x = adam(fn, step.decoder(z0).detach(), self.pixel_iters, self.pixel_lr)[0]
+                x = adam(fn, step.decoder(z0).detach(), self.pixel_iters, self.pixel_lr, self.tol)[0]
                 z0 = _encode(step.encoder, x, self.encode, step.generator).detach()
             else:
                 z0 = self.latent_fit(step, z0)

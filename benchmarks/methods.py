@@ -16,6 +16,10 @@ cancels slow drifts of the machine's load. The table reports its mean and 95% CI
 
 ``--steps`` gives every method the same number of steps (annealing levels for DAPS); without it each
 method runs its own default (docs/methods.md). ``--set METHOD.FIELD=VALUE`` changes one setting.
+``--equal-time`` compares at equal wall time instead: on the first batch each method is timed at
+``--calibration-steps`` steps, and its step count is set so that its projected time per batch equals the
+reference method's at the reference's own step count (cost taken as proportional to the steps, which is
+approximate for ReSample, whose consistency stages fall on a subset of steps).
 """
 
 from __future__ import annotations
@@ -150,6 +154,26 @@ def run_batch(model, op, y, gens, config, latent_shape) -> tuple[torch.Tensor, f
     return ((x.float() + 1) / 2).clamp(0, 1).cpu(), time.perf_counter() - start
 
 
+def calibrate(model, methods, task, chunk, truths, args, sets, family) -> dict:
+    """Steps per method for equal wall time with the reference (``methods[0]``) at its own steps."""
+    names = [s.name for s in chunk]
+    x01 = torch.stack([torch.from_numpy(truths[n]).permute(2, 0, 1) for n in names]).to(args.device)
+    op, y, gens = problem(task, x01, names, family, args.seed, args.sigma_y, args.sr_mode)
+    latent_shape = model.latent_shape(args.size, args.size)
+    c = args.calibration_steps
+    no_steps = {m: {k: v for k, v in kw.items() if k != "num_steps"} for m, kw in sets.items()}
+    probe = method_configs(methods, task, model, c, args.sigma_y, no_steps)
+    own = method_configs(methods[:1], task, model, args.steps, args.sigma_y, sets)[methods[0]]
+    per_step = {}
+    for m in methods:
+        run_batch(model, op, y, gens, probe[m], latent_shape)  # warm-up
+        per_step[m] = run_batch(model, op, y, gens, probe[m], latent_shape)[1] / c
+    budget = per_step[methods[0]] * own.num_steps
+    steps = {m: max(1, round(budget / per_step[m])) for m in methods}
+    steps[methods[0]] = own.num_steps
+    return {"task": task, "seconds_per_step": per_step, "budget_seconds": budget, "steps": steps}
+
+
 def summarise(rows: list[dict], ratios: dict, methods, tasks) -> list[dict]:
     table = []
     for task in tasks:
@@ -207,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", help="UNet dtype (fp32, fp16, bf16); default as psld.load_model")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE")
+    p.add_argument("--equal-time", action="store_true", help="choose each method's steps for equal wall time")
+    p.add_argument("--calibration-steps", type=int, default=5, help="steps per method when calibrating")
     p.add_argument("--json", default="methods-benchmark.json", help="output JSON path")
     args = p.parse_args(argv)
 
@@ -233,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     ratios: dict[tuple[str, str], list[float]] = {}
     configs_used = {}
+    calibration = None
+    if args.equal_time:
+        calibration = calibrate(model, methods, tasks[0], sources[: args.batch], truths, args, sets, family)
+        for m, n in calibration["steps"].items():
+            sets.setdefault(m, {})["num_steps"] = n
     for task in tasks:
         configs = method_configs(methods, task, model, args.steps, args.sigma_y, sets)
         configs_used[task] = {m: c.to_dict() for m, c in configs.items()}
@@ -277,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": platform.processor() or platform.machine(),
         "loadavg": load,
         "configs": configs_used,
+        "equal_time_calibration": calibration,
         "summary": table,
         "rows": rows,
     }

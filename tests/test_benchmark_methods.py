@@ -83,3 +83,42 @@ def test_every_method_sees_the_same_measurement_and_batching_does_not_change_it(
     assert not torch.equal(y[0], y[1])
     op2, y2, _ = bench.problem("inpaint-random", x01, names, "ldm", 1, 0.025, "bicubic")
     assert not torch.equal(y, y2)  # the seed matters
+
+
+def test_equal_time_mode_sets_steps_from_the_calibration(tiny_ldm_path, images, tmp_path):
+    out = tmp_path / "eq.json"
+    argv = [
+        "--model",
+        str(tiny_ldm_path),
+        "--images",
+        str(images),
+        "--n",
+        "2",
+        "--tasks",
+        "sr2",
+        "--methods",
+        "psld,mpgd,daps",
+        "--steps",
+        "3",
+        "--batch",
+        "2",
+        "--size",
+        "24",
+        "--device",
+        "cpu",
+        "--set",
+        "daps.langevin_steps=3",
+        "--equal-time",
+        "--calibration-steps",
+        "2",
+        "--json",
+        str(out),
+    ]
+    assert _bench().main(argv) == 0
+    data = json.loads(out.read_text())
+    cal = data["equal_time_calibration"]
+    assert cal["steps"]["psld"] == 3
+    for m in ("mpgd", "daps"):
+        assert data["configs"]["sr2"][m]["num_steps"] == cal["steps"][m] >= 1
+        expected = max(1, round(cal["budget_seconds"] / cal["seconds_per_step"][m]))
+        assert cal["steps"][m] == expected

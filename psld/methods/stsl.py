@@ -66,21 +66,25 @@ class STSLConfig(MethodConfig):
         if not (math.isfinite(self.fd_delta) and self.fd_delta > 0):
             raise ValueError(f"fd_delta must be a finite positive number, got {self.fd_delta!r}")
 
-    def trace_cov(self, step: Step, z: Tensor, probes: Tensor) -> Tensor:
-        """Per-sample ``(1 - a) / a * (k - sqrt(1 - a) tr J)`` with Hutchinson's ``tr J`` (differentiable)."""
+    def trace_cov(self, step: Step, z: Tensor, probes: Tensor, eps: Tensor | None = None) -> Tensor:
+        """Per-sample ``(1 - a) / a * (k - sqrt(1 - a) tr J)`` with Hutchinson's ``tr J`` (differentiable).
+
+        ``eps``: the prior's prediction at ``z`` when already computed (saves one prior call).
+        """
         a = step.a
-        eps = step.prior.eps(z, step.t)
+        eps = step.prior.eps(z, step.t) if eps is None else eps
         jv = lambda v: (step.prior.eps(z + self.fd_delta * v, step.t) - eps) / self.fd_delta  # noqa: E731
         k = z[0].numel()
         return (1 - a) / a * (k - math.sqrt(1 - a) * hutchinson_trace(jv, probes))
 
     def surrogate(self, step: Step, z: Tensor, probes: Tensor) -> tuple[Tensor, Tensor]:
         """``(omega * L + gamma * tr Cov, L)`` per sample at ``z_t = z``."""
-        z0 = predict_z0(z, step.prior.eps(z, step.t), step.a)
+        eps = step.prior.eps(z, step.t)
+        z0 = predict_z0(z, eps, step.a)
         meas = measurement_loss(step.decoder, step.operator, step.y, z0, self.loss)
         total = self.omega * meas
         if self.gamma > 0:
-            total = total + self.gamma * self.trace_cov(step, z, probes)
+            total = total + self.gamma * self.trace_cov(step, z, probes, eps)
         return total, meas.detach()
 
     def initial_latents(self, step: Step, z: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/psld verify --quick --out psld-verify
+	$(BIN)/psld demo --out psld-demo
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2
@@ -28,4 +28,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/step.py
 
 clean:
-	rm -rf $(VENV) psld-verify figures-out .pytest_cache .hypothesis
+	rm -rf $(VENV) psld-demo psld-verify figures-out .pytest_cache .hypothesis

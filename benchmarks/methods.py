@@ -73,13 +73,11 @@ def _parse_sets(items: list[str]) -> dict[str, dict]:
 
 
 def method_configs(methods, task: str, model, steps: int | None, sigma_y: float, sets: dict) -> dict:
-    """The configuration of each method for ``task`` on ``model`` (preset schedule switches + defaults)."""
-    from psld.config import PSLDConfig
-    from psld.methods import REGISTRY, method_config
-    from psld.tasks import get_task
+    """The configuration of each method for ``task`` on ``model``: :func:`psld.presets.model_preset` (the
+    task preset, the model's scheduler and its tuned presets; a registry method's own defaults), then
+    ``--steps`` and ``--set``."""
+    from psld.presets import model_preset
 
-    family = "ldm" if model.family == "pixel" else model.family
-    base: PSLDConfig = get_task(task).preset(family).replace(**model.scheduler_settings())
     configs = {}
     for m in methods:
         changes = dict(sets.get(m, {}))
@@ -87,7 +85,8 @@ def method_configs(methods, task: str, model, steps: int | None, sigma_y: float,
             changes.setdefault("num_steps", steps)
         if m == "diffpir":
             changes.setdefault("sigma_n", max(2.0 * sigma_y, 1e-3))
-        configs[m] = method_config(m, base, **changes) if m in REGISTRY else base.replace(method=m, **changes)
+        base = model_preset(model, task, m)
+        configs[m] = base.replace(**changes) if changes else base
     return configs
 
 

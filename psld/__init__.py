@@ -1,7 +1,7 @@
 """psld: posterior sampling with latent diffusion models for linear inverse problems.
 
 ``sample``, ``SampleOutput`` and ``PSLDConfig`` (the core) are imported eagerly; ``solve``,
-``SolveOutput``, ``load_model``, ``list_tasks``, ``evaluate``, ``keep_freed_memory`` and the
+``SolveOutput``, ``load_model``, ``list_tasks``, ``evaluate``, ``train``, ``TrainConfig``, ``keep_freed_memory`` and the
 ``LatentModel`` class are imported on first use, so ``import psld`` loads neither diffusers nor
 transformers.
 """
@@ -23,6 +23,8 @@ _LAZY = {
     "list_tasks": ("psld.tasks", "list_tasks"),
     "evaluate": ("psld.evaluation.runner", "evaluate"),
     "keep_freed_memory": ("psld.heap", "keep_freed_memory"),
+    "train": ("psld.training.loop", "train"),
+    "TrainConfig": ("psld.training.config", "TrainConfig"),
 }
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "list_tasks",
     "evaluate",
     "keep_freed_memory",
+    "train",
+    "TrainConfig",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,6 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from psld.models.loading import LatentModel, load_model
     from psld.restore import SolveOutput, solve
     from psld.tasks import list_tasks
+    from psld.training.config import TrainConfig
+    from psld.training.loop import train
 
 
 def __getattr__(name: str):

@@ -111,14 +111,21 @@ def _config(
 ) -> PSLDConfig:
     pixel = model.family == "pixel"
     if config is None:
-        base = task.preset(_family(model)) if task is not None else PSLDConfig()
-        config = base.replace(**model.scheduler_settings(), **({"method": "dps"} if pixel else {}))
-        if method is not None and method != config.method:
-            from psld.methods import method_config
+        want = method if method is not None else ("dps" if pixel else None)
+        if task is not None:
+            from psld.presets import model_preset
 
-            config = method_config(method, config)
-            if method == "diffpir":  # DiffPIR's rho uses the noise std ([-1, 1] units; official floor 1e-3)
-                config = config.replace(sigma_n=max(2.0 * sigma_y, 1e-3))
+            config = model_preset(model, task.name, want)
+        else:
+            config = PSLDConfig().replace(
+                **model.scheduler_settings(), **({"method": "dps"} if pixel else {})
+            )
+            if want is not None and want != config.method:
+                from psld.methods import method_config
+
+                config = method_config(want, config)
+        if config.method == "diffpir":  # DiffPIR's rho uses the noise std ([-1, 1] units; floor 1e-3)
+            config = config.replace(sigma_n=max(2.0 * sigma_y, 1e-3))
     elif not isinstance(config, PSLDConfig):
         raise ValueError(f"config must be a PSLDConfig, got {type(config).__name__}")
     elif method is not None and method != config.method:

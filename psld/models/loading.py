@@ -138,6 +138,9 @@ class LatentModel:
     text_encoder: Any = field(default=None, repr=False)
     #: the text encoder stays on the CPU (``low_memory``): :meth:`to` leaves it there
     text_encoder_offloaded: bool = False
+    #: per-task settings tuned for this model (``psld_presets.json`` in its folder), e.g.
+    #: ``{"sr4": {"omega": 0.5, "gamma": 0.05, "num_steps": 50}}``; see :func:`psld.presets.model_preset`
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ prompts
     @property
@@ -439,6 +442,20 @@ def load_model(
     return apply_modes(model, low_memory=low_memory, channels_last=channels_last)
 
 
+def _read_presets(source: str) -> dict[str, dict[str, Any]]:
+    """The folder's ``psld_presets.json`` (task -> PSLDConfig fields), or ``{}`` when it has none."""
+    path = Path(source) / "psld_presets.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise _LoadError(f"model {source!r} has an unreadable psld_presets.json ({_one_line(exc)})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise _LoadError(f"model {source!r}: psld_presets.json must map task names to settings")
+    return data
+
+
 def _load_folder(
     model_id_or_path: str | os.PathLike,
     *,
@@ -466,6 +483,11 @@ def _load_folder(
     unsupported component, or a hub id that cannot be fetched (offline and not in the cache).
     """
     source = os.fspath(model_id_or_path)
+    from psld.models.builtin import builtin_model_path
+
+    builtin = builtin_model_path(source)
+    if builtin is not None:
+        source = os.fspath(builtin)
     device = default_device() if device is None else torch.device(device)
     dtype = resolve_dtype(dtype, device)
     if vae_dtype is not None:
@@ -502,12 +524,13 @@ def _load_folder(
 
     from psld.models.interop import assemble, check_conditioning
 
+    presets = _read_presets(source) if local else {}
     check_conditioning(unet, text_encoder, tokenizer, prompt, guidance_scale, source)
     unet = freeze(unet.to(device))
     vae = freeze(vae.to(device)) if vae is not None else None
     if text_encoder is not None:
         text_encoder = freeze(text_encoder.to(device))
-    return assemble(
+    model = assemble(
         unet,
         vae,
         sched_cfg,
@@ -522,3 +545,5 @@ def _load_folder(
         guidance_scale=guidance_scale,
         source=source,
     )
+    model.presets = presets
+    return model

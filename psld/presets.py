@@ -23,8 +23,9 @@ def model_preset(model: Any, task: str, method: str | None = None) -> PSLDConfig
     tuned = dict(getattr(model, "presets", {}).get(task, {}))
     per_method = {k: tuned.pop(k) for k in list(tuned) if isinstance(tuned[k], dict)}
     if method is not None:
-        from psld.methods import REGISTRY, method_config
+        from psld.methods import REGISTRY, config_class, method_config
 
+        config_class(method)  # "unknown method ...; known methods: ..." for a bad name
         if method in REGISTRY:  # its own defaults; only its own tuned fields (the shared ones are PSLD's)
             own = per_method.get(method, {})
             return method_config(method, config, **own)

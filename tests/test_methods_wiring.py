@@ -165,3 +165,23 @@ def test_evaluate_methods_include_the_registry(tiny_ldm_path, tmp_path):
     rows = {r["method"]: r for r in result.rows}
     assert set(rows) == {"ldps", "mpgd", "diffpir"}
     assert all(np.isfinite(rows[m]["psnr"]) for m in rows)
+
+
+def test_model_presets_give_a_registry_method_only_its_own_tuned_fields():
+    from psld.presets import model_preset
+
+    class Model:
+        family = "sd"
+        presets = {"sr2": {"omega": 9.0, "mpgd": {"omega": 0.3, "num_steps": 7}}}
+
+        def scheduler_settings(self):
+            return {"steps_offset": 1, "set_alpha_to_one": False, "timestep_spacing": "trailing"}
+
+    mpgd = model_preset(Model(), "sr2", "mpgd")
+    assert type(mpgd) is REGISTRY["mpgd"] and (mpgd.omega, mpgd.num_steps) == (0.3, 7)
+    assert (mpgd.steps_offset, mpgd.timestep_spacing) == (1, "trailing")
+    daps = model_preset(Model(), "sr2", "daps")
+    assert daps.omega == REGISTRY["daps"]().omega  # PSLD's tuned omega does not leak into another method
+    assert model_preset(Model(), "sr2").omega == 9.0
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        model_preset(Model(), "sr2", "nope")

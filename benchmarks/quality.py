@@ -238,6 +238,47 @@ def report(paths: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+def figure(paths: list[str], out: str) -> None:
+    """PSNR (mean ± 95% CI) against DDIM steps per task, log-x, with the seconds per image on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [
+        x for p in paths for r in [json.loads(Path(p).read_text())] if r["kind"] == "sweep" for x in r["rows"]
+    ]
+    fig, ax = plt.subplots(figsize=(5.2, 3.2), dpi=120)
+    for task in dict.fromkeys(x["task"] for x in rows):
+        steps = sorted({x["steps"] for x in rows if x["task"] == task})
+        stats = [_ci([x["psnr"] for x in rows if x["task"] == task and x["steps"] == s]) for s in steps]
+        counts = [sum(1 for x in rows if x["task"] == task and x["steps"] == s) for s in steps]
+        ax.errorbar(
+            steps, [m for m, _ in stats], yerr=[c for _, c in stats], marker="o", capsize=3, label=task
+        )
+        for s, (m, _), n in zip(steps, stats, counts, strict=True):
+            if n < max(counts):
+                ax.annotate(f"n={n}", (s, m), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    secs = {}
+    for x in rows:
+        secs.setdefault(x["steps"], []).append(x["seconds"])
+    ax.set(xscale="log", xlabel="DDIM steps", ylabel="PSNR (dB)")
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(
+        sorted(secs),
+        [
+            f"{np.mean(secs[s]):.0f}s" if np.mean(secs[s]) >= 10 else f"{np.mean(secs[s]):.1f}s"
+            for s in sorted(secs)
+        ],
+        fontsize=7,
+    )
+    top.set_xlabel("seconds per image (psld, 1 CPU thread)", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -264,9 +305,15 @@ def main(argv=None) -> int:
             )
     r = sub.add_parser("report")
     r.add_argument("inputs", nargs="+")
+    f = sub.add_parser("figure")
+    f.add_argument("inputs", nargs="+")
+    f.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.kind == "report":
         print(report(args.inputs), end="")
+        return 0
+    if args.kind == "figure":
+        figure(args.inputs, args.out)
         return 0
     result = run_main(args) if args.kind == "main" else run_sweep(args)
     tmp = Path(args.out).with_suffix(".tmp")

@@ -1,9 +1,9 @@
 """psld: posterior sampling with latent diffusion models for linear inverse problems.
 
 ``sample``, ``SampleOutput`` and ``PSLDConfig`` (the core) are imported eagerly; ``solve``,
-``SolveOutput``, ``load_model``, ``list_tasks``, ``evaluate``, ``train``, ``TrainConfig``, ``keep_freed_memory`` and the
-``LatentModel`` class are imported on first use, so ``import psld`` loads neither diffusers nor
-transformers.
+``SolveOutput``, ``load_model``, ``list_tasks``, ``evaluate``, ``train``, ``TrainConfig``,
+``keep_freed_memory`` and the ``LatentModel`` class are imported on first use, so ``import psld``
+loads neither diffusers nor transformers.
 """
 
 from __future__ import annotations

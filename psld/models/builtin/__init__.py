@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BUILTIN_MODELS", "TEST_INDICES", "builtin_model_path", "taesd_path", "test_images"]
+__all__ = ["BUILTIN_MODELS", "TEST_INDICES", "TEST_LABELS", "builtin_model_path", "taesd_path", "test_images"]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -19,6 +19,8 @@ BUILTIN_MODELS = {"fashion-mnist": _HERE / "fashion-mnist"}
 
 #: Fashion-MNIST test-set indices of the shipped test images (``fashion-mnist-test/NNNNN.png``).
 TEST_INDICES = tuple(range(9000, 9032))
+#: their Fashion-MNIST labels (:data:`psld.perceptual.CLASSES` order), from the test set's label file.
+TEST_LABELS = (6, 9, 0, 1, 6, 8, 1, 8, 2, 1, 8, 1, 7, 1, 9, 1, 8, 0, 9, 4, 1, 0, 8, 4, 4, 6, 8, 2, 2, 5, 5, 0)
 
 
 def builtin_model_path(name: str) -> Path | None:

@@ -63,6 +63,10 @@ def _add_restore(sub) -> None:
     r.add_argument("-o", "--out", default="psld-out", help="output folder (default: psld-out/)")
     r.add_argument("--overwrite", action="store_true", help="replace existing output files")
     r.add_argument(
+        "--method",
+        help="solver: psld (default), gml, ldps, resample, mpgd, stsl, daps or diffpir (docs/methods.md)",
+    )
+    r.add_argument(
         "--steps",
         type=argtype(validation.positive_int),
         help=f"number of DDIM steps, at most {validation.MAX_STEPS} (default: task preset)",
@@ -311,6 +315,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         simulate=args.simulate,
         prompt=args.prompt,
         num_inference_steps=args.steps,
+        method=args.method,
         omega=args.omega,
         gamma=args.gamma,
         sigma_y=args.sigma_y,

@@ -11,6 +11,10 @@ method    guidance added to the DDIM step (gradient w.r.t. z_t)   encoder/decode
 ``psld``  ldps ``+ gamma * L(z0_hat, E(glue(D(z0_hat), y)))``     latent autoencoder
 ========  =====================================================  ==============================
 
+The solvers that followed PSLD (``resample``, ``mpgd``, ``stsl``, ``daps``, ``diffpir``) are subclasses of
+:class:`PSLDConfig` with hooks, registered in :mod:`psld.methods`; :meth:`PSLDConfig.from_dict` rebuilds
+any of them from :meth:`PSLDConfig.to_dict`.
+
 ``L(a, b)`` is ``||a - b||`` per sample (``loss="norm"``, the official code) or ``||a - b||^2``
 (``loss="squared"``, the convention of the theorems, no factor 1/2).
 """
@@ -106,7 +110,7 @@ class PSLDConfig:
     box_placement: str = "centre"
 
     def __post_init__(self) -> None:
-        _choice("method", self.method, METHODS)
+        _choice("method", self.method, self._methods())
         _choice("loss", self.loss, LOSSES)
         _choice("glue", self.glue, GLUES)
         _choice("encode", self.encode, ENCODES)
@@ -125,6 +129,10 @@ class PSLDConfig:
         for name in ("steps_offset", "model_t_offset"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")
+
+    def _methods(self) -> tuple[str, ...]:
+        """The ``method`` values this class accepts (a :class:`psld.hooks.MethodConfig` accepts its own)."""
+        return METHODS
 
     @property
     def uses_glue(self) -> bool:
@@ -147,19 +155,28 @@ class PSLDConfig:
         """
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> PSLDConfig:
-        """The configuration ``data`` describes (missing fields take their defaults; validated).
+    @staticmethod
+    def from_dict(data: dict[str, object]) -> PSLDConfig:
+        """The configuration ``data`` describes: a :class:`PSLDConfig`, or the method's own class when
+        ``method`` names a method of :mod:`psld.methods` (missing fields take their defaults; validated).
 
         An unknown field (a typo, or a file written by another version) raises a one-line ``ValueError``
         naming it instead of being dropped.
+
+        >>> PSLDConfig.from_dict(PSLDConfig(omega=0.5).to_dict()) == PSLDConfig(omega=0.5)
+        True
         """
+        from psld.methods import config_class
+
         if not isinstance(data, dict):
             raise ValueError(f"a PSLDConfig dict is expected, got {type(data).__name__}")
+        cls = config_class(str(data.get("method", "psld")))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown PSLDConfig field(s) {', '.join(map(repr, unknown))}")
+            raise ValueError(
+                f"unknown config field(s) for method {data.get('method', 'psld')!r}: {', '.join(unknown)}"
+            )
         return cls(**data)  # type: ignore[arg-type]
 
     @classmethod

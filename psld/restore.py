@@ -110,19 +110,33 @@ def _family(model) -> str:
     return "ldm" if model.family == "pixel" else model.family
 
 
-def _config(task: Task | None, model, config, num_inference_steps, omega, gamma) -> PSLDConfig:
+def _config(
+    task: Task | None, model, config, num_inference_steps, omega, gamma, method=None, sigma_y=0.0
+) -> PSLDConfig:
     pixel = model.family == "pixel"
     T = model.num_train_timesteps
     if config is None:
+        want = method if method is not None else ("dps" if pixel else None)
         if task is not None:
             from psld.presets import model_preset
 
-            config = model_preset(model, task.name, "dps" if pixel else None)
+            config = model_preset(model, task.name, want)
         else:
-            method = {"method": "dps"} if pixel else {}
-            config = PSLDConfig().replace(**model.scheduler_settings(), **method)
+            config = PSLDConfig().replace(
+                **model.scheduler_settings(), **({"method": "dps"} if pixel else {})
+            )
+            if want is not None and want != config.method:
+                from psld.methods import method_config
+
+                config = method_config(want, config)
+        if config.method == "diffpir":  # DiffPIR's rho uses the noise std ([-1, 1] units; floor 1e-3)
+            config = config.replace(sigma_n=max(2.0 * sigma_y, 1e-3))
     elif not isinstance(config, PSLDConfig):
         raise ValueError(f"config must be a PSLDConfig, got {type(config).__name__}")
+    elif method is not None and method != config.method:
+        raise ValueError(
+            f"method {method!r} disagrees with config.method {config.method!r}; give one of them"
+        )
     if config.method == "dps" and not pixel:
         raise ValueError("method 'dps' needs a pixel-space model (family 'pixel'); this model is latent")
     if pixel and config.method != "dps":
@@ -336,6 +350,7 @@ def solve(
     config: PSLDConfig | None = None,
     allow_large: bool = False,
     on_estimate: Callable[[budget.RunEstimate], object] | None = None,
+    method: str | None = None,
 ) -> SolveOutput:
     """Restore ``image_or_measurement`` for ``task_or_operator`` with the latent diffusion ``model``.
 
@@ -346,7 +361,9 @@ def solve(
     :mod:`psld.images`;
     a list is a batch. ``num_inference_steps``/``omega``/``gamma`` default to the task preset for the
     model family (:meth:`PSLDConfig.preset`), with the scheduler's offsets from the model; an explicit
-    ``config`` is used as given (these three still override it). ``prompt`` conditions SD models.
+    ``config`` is used as given (these three still override it). ``method`` picks a solver of
+    :data:`psld.methods.ALL_METHODS` with its own defaults (docs/methods.md) instead of the preset's
+    PSLD. ``prompt`` conditions SD models.
     ``paste`` (inpainting-like tasks and mask operators): the observed pixels of the *measurement* ``y``
     replace the result's (never ground truth). ``callback_on_step_end(i, t, kwargs)`` runs after each
     step with ``kwargs["latents"]`` (also ``"z0"``, ``"x0"``); returning a dict with ``"latents"``
@@ -395,7 +412,7 @@ def solve(
         model = model.with_prompt(prompt)
     batch = x01.shape[0]
     gens = _generators(generator, seed, batch)
-    cfg = _config(task, model, config, num_inference_steps, omega, gamma)
+    cfg = _config(task, model, config, num_inference_steps, omega, gamma, method, sigma_y)
 
     if task is not None:
         prob = _build_task_problem(

@@ -11,8 +11,10 @@ For each timestep ``t`` (``a = abar_t``, ``a' = abar_prev``)::
     z_{t-1} = z' - grad_{z_t} (omega * meas + gamma * glue)
 
 with ``L`` the per-sample norm or squared norm. DPS, latent DPS and GML-DPS are configurations
-(:class:`psld.config.PSLDConfig`). Losses are per sample and summed over the batch, so a batch of B
-problems gives the B single-problem results (given one generator per sample).
+(:class:`psld.config.PSLDConfig`); the later latent solvers (:mod:`psld.methods`) add hooks at the fixed
+points listed in :mod:`psld.hooks`, and latent DAPS runs its own loop through the same entry point.
+Losses are per sample and summed over the batch, so a batch of B problems gives the B single-problem
+results (given one generator per sample).
 
 Divergence: after the last step (one host sync, none per step) :func:`sample` raises
 :class:`DivergenceError` when a latent or a loss became NaN/inf, and warns with
@@ -29,6 +31,7 @@ import torch
 from torch import Tensor
 
 from psld.config import PSLDConfig
+from psld.hooks import LoopResult, MethodConfig, Step
 from psld.operators.base import LinearOperator
 from psld.protocols import Decoder, Encoder, Identity, LatentPrior
 from psld.random import randn_like_batch
@@ -81,21 +84,22 @@ def _check_divergence(config: PSLDConfig, bad: Tensor, z: Tensor, timesteps: Ten
     """Raise :class:`DivergenceError` naming the first bad step, or warn on latent drift (one sync)."""
     rms = z.detach().flatten(1).float().pow(2).mean(1).sqrt()
     summary = torch.stack([bad.any().float(), rms.max() if rms.numel() else rms.new_zeros(())]).cpu()
-    weights = (
-        f"method={config.method!r}, omega={config.omega:g}, gamma={config.gamma:g}, loss={config.loss!r}"
-    )
+    knobs = config.KNOBS if isinstance(config, MethodConfig) else ("omega", "gamma")
+    advice = config.ADVICE if isinstance(config, MethodConfig) else "lower omega/gamma"
+    shown = ", ".join(f"{k}={getattr(config, k):g}" for k in knobs)
+    weights = f"method={config.method!r}, {shown}, loss={config.loss!r}"
     if summary[0] > 0:
         i = int(bad.float().argmax())
         raise DivergenceError(
             f"sampling diverged: non-finite latents or losses first at step {i} of {bad.numel()} "
-            f"(t={int(timesteps[i])}) with {weights}; lower omega/gamma"
+            f"(t={int(timesteps[i])}) with {weights}; {advice}"
         )
     if not float(summary[1]) <= DRIFT_RMS:
         import warnings
 
         warnings.warn(
             f"final latent rms {float(summary[1]):.3g} is far outside the prior's scale "
-            f"(> {DRIFT_RMS:g}) with {weights}; the result is likely meaningless, lower omega/gamma",
+            f"(> {DRIFT_RMS:g}) with {weights}; the result is likely meaningless, {advice}",
             DivergenceWarning,
             stacklevel=3,
         )
@@ -235,30 +239,80 @@ def sample(
         encoder = decoder = Identity()
     elif encoder is None or decoder is None:
         raise ValueError(f"method {config.method!r} needs an encoder and a decoder")
-    sched, seen = schedule_for(config, prior.alphas_cumprod)
     dtype = y.dtype if y.is_floating_point() else torch.float32
     if latents is None:
         shape = (batch, *_latent_shape(encoder, operator, y, latent_shape))
         z = randn_like_batch(shape, generator, y.device, dtype)
     else:
         z = latents.to(device=y.device, dtype=dtype)
+    hooks = config if isinstance(config, MethodConfig) else None
+    if hooks is not None and hooks.own_loop:
+        out = hooks.run(prior, encoder, decoder, operator, y, z, generator, callback, progress)
+    else:
+        out = _ddim_loop(
+            prior, encoder, decoder, operator, y, z, config, hooks, generator, callback, progress
+        )
+    _check_divergence(config, out.nonfinite, out.z, out.timesteps)
+    with torch.no_grad():
+        x = decoder(out.z)
+    return SampleOutput(
+        x=x, z=out.z, losses={"measurement": out.meas, "glue": out.glue}, timesteps=out.timesteps
+    )
+
+
+def progress_bar(steps: range, config: PSLDConfig, progress: bool):
+    """``steps`` wrapped in a tqdm bar named for the method when ``progress``."""
+    if not progress:
+        return steps
+    from tqdm.auto import tqdm
+
+    return tqdm(steps, desc=f"{config.method} sampling", leave=False)
+
+
+def _ddim_loop(
+    prior: LatentPrior,
+    encoder: Encoder,
+    decoder: Decoder,
+    operator: LinearOperator,
+    y: Tensor,
+    z: Tensor,
+    config: PSLDConfig,
+    hooks: MethodConfig | None,
+    generator: Generator,
+    callback: Callback | None,
+    progress: bool,
+) -> LoopResult:
+    """The DDIM loop of the module docstring, with a method's hooks at the points of :mod:`psld.hooks`."""
+    batch = y.shape[0]
+    sched, seen = schedule_for(config, prior.alphas_cumprod)
     glue_op, glue_mode = _glue_operator(operator, config.glue) if config.uses_glue else (operator, None)
     meas_log = torch.zeros(len(sched), batch, device=y.device)
     glue_log = torch.zeros_like(meas_log)
     nonfinite = torch.zeros(len(sched), dtype=torch.bool, device=y.device)  # per step, no host sync
-    steps = range(len(sched))
-    if progress:
-        from tqdm.auto import tqdm
+    grad_zt = config.guided and config.grad_wrt == "zt"
 
-        steps = tqdm(steps, desc=f"{config.method} sampling", leave=False)
-    for i in steps:
+    def hook_step(i: int) -> Step:
+        a, a_prev = float(sched.alpha[i]), float(sched.alpha_prev[i])
+        t_model = int(seen[i]) + config.model_t_offset
+        T = len(prior.alphas_cumprod)
+        return Step(i, t_model, a, a_prev, prior, encoder, decoder, operator, y, generator, len(sched), T)
+
+    if hooks is not None:
+        z = hooks.initial_latents(hook_step(0), z)
+    for i in progress_bar(range(len(sched)), config, progress):
         t = int(sched.timesteps[i])
         a, a_prev = float(sched.alpha[i]), float(sched.alpha_prev[i])
-        with torch.set_grad_enabled(config.guided and config.grad_wrt == "zt"):
-            z_in = z.detach().requires_grad_(config.guided and config.grad_wrt == "zt")
+        step = None
+        if hooks is not None:
+            step = hook_step(i)
+            z = hooks.refine_latent(step, z)
+        with torch.set_grad_enabled(grad_zt):
+            z_in = z.detach().requires_grad_(grad_zt)
             eps = prior.eps(z_in, int(seen[i]) + config.model_t_offset)
             z0 = predict_z0(z_in, eps, a)
-        sigma = ddim_sigma(a, a_prev, config.eta)
+        if hooks is not None:
+            z0, eps = hooks.update_z0(step, z_in.detach(), z0, eps)
+        sigma = ddim_sigma(a, a_prev, config.eta) if hooks is None else hooks.step_sigma(a, a_prev)
         noise = randn_like_batch(z.shape, generator, z.device, z.dtype) if sigma > 0 else None
         z_next = ddim_step(z0.detach(), eps.detach(), a_prev, sigma, noise)
         x0 = None
@@ -269,12 +323,16 @@ def sample(
                 grad, meas, glue, x0 = guidance(
                     z_in, z0, encoder, decoder, operator, y, config, generator, glue_op, glue_mode
                 )
-            z_next = z_next - grad
+            z_next = z_next - (grad if hooks is None else hooks.guidance_scale(step) * grad)
             meas_log[i], glue_log[i] = meas, glue
-        else:  # unguided (omega = 0, no glue): still log what was measured, ||y - A D(z0_hat)||
+        elif hooks is None:  # unguided (omega = 0, no glue): still log what was measured, ||y - A D(z0_hat)||
             with torch.no_grad():
                 x0 = decoder(z0.detach())
                 meas_log[i] = _per_sample(y - operator.forward(x0), config.loss)
+        if hooks is not None:
+            z_next = hooks.consistency(step, z_next, z0.detach())
+            if step.meas is not None:
+                meas_log[i] = step.meas
         z = z_next.detach()
         if callback is not None:
             update = callback(i, t, {"latents": z, "z0": z0.detach(), "x0": x0})
@@ -283,9 +341,4 @@ def sample(
         nonfinite[i] = ~torch.isfinite(z).all()
     if config.guided:  # a loss that guided nothing (logged only) cannot make the run diverge
         nonfinite |= ~(torch.isfinite(meas_log).all(1) & torch.isfinite(glue_log).all(1))
-    _check_divergence(config, nonfinite, z, sched.timesteps)
-    with torch.no_grad():
-        x = decoder(z)
-    return SampleOutput(
-        x=x, z=z, losses={"measurement": meas_log, "glue": glue_log}, timesteps=sched.timesteps
-    )
+    return LoopResult(z=z, meas=meas_log, glue=glue_log, nonfinite=nonfinite, timesteps=sched.timesteps)

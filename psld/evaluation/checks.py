@@ -173,7 +173,14 @@ def _check_model(c: Checked, role: str, info: ModelInfo) -> None:
                 continue
             try:
                 config = sampler_config(
-                    method, task, info, preset=c.preset, steps=c.steps, omega=c.omega, gamma=c.gamma
+                    method,
+                    task,
+                    info,
+                    preset=c.preset,
+                    steps=c.steps,
+                    omega=c.omega,
+                    gamma=c.gamma,
+                    sigma_y=c.sigma_y,
                 )
                 schedule_for(config, probe)
             except ValueError as exc:

@@ -34,7 +34,11 @@ def add_evaluate_parser(sub) -> None:
     e = sub.add_parser("evaluate", help="evaluate tasks x methods on an image set (metrics, tables, figures)")
     e.add_argument("--images", required=True, help="'builtin', an image folder, a glob pattern or one file")
     e.add_argument("-t", "--task", action="append", required=True, dest="tasks", help="task (repeatable)")
-    e.add_argument("--methods", default="psld,ldps,pinv", help="comma list of psld,gml,ldps,dps,pinv")
+    e.add_argument(
+        "--methods",
+        default="psld,ldps,pinv",
+        help="comma list of psld,gml,ldps,dps,pinv,resample,mpgd,stsl,daps,diffpir",
+    )
     e.add_argument("--model", help="latent diffusers model folder or hub id (psld, gml, ldps)")
     e.add_argument("--pixel-model", help="pixel-space UNet2DModel + scheduler folder or hub id (dps)")
     e.add_argument("--size", type=_integer, default=256, help="image side in pixels (default 256)")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from psld.evaluation.entries import entry_seed
+from psld.methods import REGISTRY
 from psld.tasks import get_task
 
 if TYPE_CHECKING:
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["METHODS", "LATENT_METHODS", "PIXEL_METHODS", "sampler_config", "simulate", "run_method"]
 
-#: methods run by :func:`psld.solve` on the latent model (``--model``)
-LATENT_METHODS: tuple[str, ...] = ("psld", "gml", "ldps")
+#: methods run by :func:`psld.solve` on the latent model (``--model``): the core's and the registry's
+#: (resample, mpgd, stsl, daps, diffpir; :mod:`psld.methods`)
+LATENT_METHODS: tuple[str, ...] = ("psld", "gml", "ldps", *REGISTRY)
 #: methods run on the pixel-space model (``--pixel-model``)
 PIXEL_METHODS: tuple[str, ...] = ("dps",)
 #: every method ``evaluate`` knows; ``pinv`` needs no model
@@ -44,12 +46,15 @@ def sampler_config(
     steps: int | None,
     omega: float | None,
     gamma: float | None,
+    sigma_y: float = 0.0,
 ) -> PSLDConfig | None:
     """The resolved :class:`PSLDConfig` of ``method`` on ``task`` (``None`` for ``pinv``).
 
     ``preset="official"``: :meth:`PSLDConfig.official` (``steps`` default 1000); ``"improved"``:
     :func:`psld.presets.model_preset` (the task preset, the model's scheduler settings and its tuned
-    ``psld_presets.json``). ``steps``/``omega``/``gamma`` override.
+    ``psld_presets.json``). ``steps``/``omega``/``gamma`` override. A registry method starts from its own
+    defaults and takes only the model's schedule switches from the preset; DiffPIR's noise level is
+    ``2 sigma_y`` (the measurement noise in [-1, 1] units).
     A pixel-space model uses the LDM family's weights. Raises ``ValueError`` for a step count the
     preset refuses.
     """
@@ -71,6 +76,13 @@ def sampler_config(
         changes["omega"] = float(omega)
     if gamma is not None:
         changes["gamma"] = float(gamma)
+    if method in REGISTRY:
+        from psld.methods import method_config
+
+        del changes["method"]
+        if method == "diffpir":
+            changes.setdefault("sigma_n", max(2.0 * sigma_y, 1e-3))
+        return method_config(method, base, **changes)
     return base.replace(**changes)
 
 

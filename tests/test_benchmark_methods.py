@@ -1,0 +1,124 @@
+"""benchmarks/methods.py on the tiny random LDM: 2 images, 2 steps, every hook method; the same y for
+every method, a table with CIs and cost ratios, and a JSON with one row per (image, task, method)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_methods", ROOT / "benchmarks" / "methods.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench-images")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        arr = rng.uniform(0.2, 0.8, (24, 24, 3))
+        Image.fromarray((arr * 255).astype(np.uint8)).save(folder / f"im{i}.png")
+    return folder
+
+
+def test_smoke_two_images_two_steps(tiny_ldm_path, images, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    methods = "psld,resample,mpgd,stsl,daps,diffpir"
+    argv = [
+        "--model",
+        str(tiny_ldm_path),
+        "--images",
+        str(images),
+        "--n",
+        "2",
+        "--tasks",
+        "sr2,inpaint-random",
+        "--methods",
+        methods,
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--size",
+        "24",
+        "--device",
+        "cpu",
+        "--set",
+        "daps.langevin_steps=2",
+        "--set",
+        "resample.latent_iters=2",
+        "--json",
+        str(out),
+    ]
+    assert _bench().main(argv) == 0
+    table = capsys.readouterr().out
+    assert "| task | method | n | PSNR (dB) | SSIM | s / image | cost vs psld |" in table
+    data = json.loads(out.read_text())
+    assert len(data["rows"]) == 2 * 2 * 6 and all(r["error"] is None for r in data["rows"])
+    assert {e["method"] for e in data["summary"]} == set(methods.split(","))
+    psld_rows = [e for e in data["summary"] if e["method"] == "psld"]
+    assert all(e["cost_vs_ref"] == pytest.approx(1.0) for e in psld_rows)
+    assert data["configs"]["sr2"]["daps"]["langevin_steps"] == 2
+    assert data["configs"]["sr2"]["mpgd"]["num_steps"] == 2
+
+
+def test_every_method_sees_the_same_measurement_and_batching_does_not_change_it(tiny_ldm_path):
+    bench = _bench()
+    x01 = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(1))
+    names = ["a", "b", "c"]
+    op, y, _ = bench.problem("inpaint-random", x01, names, "ldm", 0, 0.025, "bicubic")
+    op1, y1, _ = bench.problem("inpaint-random", x01[1:2], names[1:2], "ldm", 0, 0.025, "bicubic")
+    torch.testing.assert_close(y[1:2], y1)
+    assert not torch.equal(y[0], y[1])
+    op2, y2, _ = bench.problem("inpaint-random", x01, names, "ldm", 1, 0.025, "bicubic")
+    assert not torch.equal(y, y2)  # the seed matters
+
+
+def test_equal_time_mode_sets_steps_from_the_calibration(tiny_ldm_path, images, tmp_path):
+    out = tmp_path / "eq.json"
+    argv = [
+        "--model",
+        str(tiny_ldm_path),
+        "--images",
+        str(images),
+        "--n",
+        "2",
+        "--tasks",
+        "sr2",
+        "--methods",
+        "psld,mpgd,daps",
+        "--steps",
+        "3",
+        "--batch",
+        "2",
+        "--size",
+        "24",
+        "--device",
+        "cpu",
+        "--set",
+        "daps.langevin_steps=3",
+        "--equal-time",
+        "--calibration-steps",
+        "2",
+        "--json",
+        str(out),
+    ]
+    assert _bench().main(argv) == 0
+    data = json.loads(out.read_text())
+    cal = data["equal_time_calibration"]
+    assert cal["steps"]["psld"] == 3
+    for m in ("mpgd", "daps"):
+        assert data["configs"]["sr2"][m]["num_steps"] == cal["steps"][m] >= 1
+        expected = max(1, round(cal["budget_seconds"] / cal["seconds_per_step"][m]))
+        assert cal["steps"][m] == expected

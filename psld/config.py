@@ -155,10 +155,10 @@ class PSLDConfig:
         """
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    @staticmethod
-    def from_dict(data: dict[str, object]) -> PSLDConfig:
-        """The configuration ``data`` describes: a :class:`PSLDConfig`, or the method's own class when
-        ``method`` names a method of :mod:`psld.methods` (missing fields take their defaults; validated).
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> PSLDConfig:
+        """The configuration ``data`` describes (missing fields take their defaults; validated). For any
+        method, :func:`psld.methods.config_from_dict` picks the class that ``data["method"]`` names.
 
         An unknown field (a typo, or a file written by another version) raises a one-line ``ValueError``
         naming it instead of being dropped.
@@ -166,17 +166,13 @@ class PSLDConfig:
         >>> PSLDConfig.from_dict(PSLDConfig(omega=0.5).to_dict()) == PSLDConfig(omega=0.5)
         True
         """
-        from psld.methods import config_class
-
         if not isinstance(data, dict):
             raise ValueError(f"a PSLDConfig dict is expected, got {type(data).__name__}")
-        cls = config_class(str(data.get("method", "psld")))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
-                f"unknown config field(s) for method {data.get('method', 'psld')!r}: {', '.join(unknown)}"
-            )
+            method = data.get("method", "psld")
+            raise ValueError(f"unknown config field(s) for method {method!r}: {', '.join(unknown)}")
         return cls(**data)  # type: ignore[arg-type]
 
     @classmethod

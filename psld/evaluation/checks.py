@@ -84,10 +84,10 @@ class Checked:
 
     def config_of(self, task: str, method: str):
         """The resolved :class:`PSLDConfig` of an entry (``None`` for ``pinv``)."""
-        from psld.config import PSLDConfig
+        from psld.methods import config_from_dict
 
         data = self.entries[f"{task}/{method}"]["sampler"]
-        return None if data is None else PSLDConfig.from_dict(data)
+        return None if data is None else config_from_dict(data)
 
 
 # ---------------------------------------------------------------------------------------------- values
@@ -180,7 +180,7 @@ def _check_model(c: Checked, role: str, info: ModelInfo) -> None:
                     steps=c.steps,
                     omega=c.omega,
                     gamma=c.gamma,
-                    sigma_y=c.sigma_y,
+                    sigma_y=c.settings.sigma_y,
                 )
                 schedule_for(config, probe)
             except ValueError as exc:

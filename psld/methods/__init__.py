@@ -35,6 +35,7 @@ __all__ = [
     "ALL_METHODS",
     "LATENT_METHODS",
     "REGISTRY",
+    "config_from_dict",
     "config_class",
     "method_config",
     "DAPSConfig",
@@ -52,6 +53,13 @@ def config_class(method: str) -> type[PSLDConfig]:
     if method not in REGISTRY:
         raise ValueError(f"unknown method {method!r}; known methods: {', '.join(ALL_METHODS)}")
     return REGISTRY[method]
+
+
+def config_from_dict(data: dict) -> PSLDConfig:
+    """The configuration of :meth:`PSLDConfig.to_dict`'s output, of the class ``data["method"]`` names."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a config dict is expected, got {type(data).__name__}")
+    return config_class(str(data.get("method", "psld"))).from_dict(data)
 
 
 def method_config(method: str, base: PSLDConfig | None = None, **changes) -> PSLDConfig:

@@ -76,12 +76,12 @@ def _col(v: Tensor, like: Tensor) -> Tensor:
 def prox_data(operator: LinearOperator, y: Tensor, x0: Tensor, rho: float, cg_iters: int = 30) -> Tensor:
     """``argmin_x ||y - A x||^2 + rho ||x - x0||^2 = (A^T A + rho I)^{-1} (A^T y + rho x0)``.
 
-    Closed form when ``A A^T = I`` (masks, identity: ``A^T A`` is a projection), namely
+    Closed form when ``A^T A`` is a projection (``adjoint_is_pinv``: masks, the identity), namely
     ``x0 + A^T (y - A x0) / (1 + rho)``; otherwise ``cg_iters`` conjugate-gradient steps from ``x0``.
     """
     if rho <= 0:
         raise ValueError(f"rho must be positive, got {rho!r}")
-    if operator.rows_orthonormal:
+    if operator.adjoint_is_pinv:  # A^T A is a projection P: (P + rho I)^-1 in closed form
         return x0 + operator.adjoint(y - operator.forward(x0)) / (1.0 + rho)
     b = operator.adjoint(y) + rho * x0
     x = x0.clone()

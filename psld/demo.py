@@ -71,12 +71,12 @@ def restore_set(
     outputs: dict[str, Tensor] = {}
     measurement: Tensor | None = None
     operator: Any = None
-    for method in methods:
-        if method == "pinv":
-            continue
-        config = model_preset(model, task, method)
-        if steps is not None:
-            config = config.replace(num_steps=steps)
+    # pinv needs only y: then one ldps step draws it exactly as every method's call does
+    samplers: list[str | None] = [m for m in methods if m != "pinv"] or [None]
+    for method in samplers:
+        config = model_preset(model, task, method or "ldps")
+        if method is None or steps is not None:
+            config = config.replace(num_steps=1 if method is None else steps)
         out = solve(
             images01,
             task,
@@ -90,22 +90,10 @@ def restore_set(
             paste=paste,
         )
         if measurement is not None and not torch.equal(measurement, out.measurement):
-            raise RuntimeError(f"{method} saw another measurement than {methods[0]}")  # never expected
+            raise RuntimeError(f"{method} saw another measurement than {samplers[0]}")  # never expected
         measurement, operator = out.measurement, out.operator
-        outputs[method] = out.images
-    if operator is None:  # pinv only: draw y exactly as solve does (ldps at 1 step builds the same y)
-        out = solve(
-            images01,
-            task,
-            model=model,
-            simulate=True,
-            seed=seed,
-            sigma_y=sigma_y,
-            config=model_preset(model, task, "ldps").replace(num_steps=1),
-            output_type="pt",
-            progress=False,
-        )
-        measurement, operator = out.measurement, out.operator
+        if method is not None:
+            outputs[method] = out.images
     assert measurement is not None  # every branch above ran solve
     if "pinv" in methods:
         outputs["pinv"] = _pinv(operator, measurement)

@@ -174,3 +174,11 @@ def test_evaluate_takes_the_model_presets_and_the_shipped_images():
     )
     assert cfg.omega != psld.PSLDConfig.preset("inpaint-box", "ldm").omega  # the tuning changed it
     assert [s.name for s in resolve_images("fashion-mnist-test")] == [f"{i:05d}" for i in TEST_INDICES]
+
+
+def test_pinv_alone_sees_the_measurement_the_samplers_see(model, truth):
+    from psld.demo import restore_set
+
+    alone, y_alone, _ = restore_set(model, truth[:2], "inpaint-random", ("pinv",), seed=7)
+    both, y_both, _ = restore_set(model, truth[:2], "inpaint-random", ("ldps", "pinv"), seed=7, steps=1)
+    assert torch.equal(y_alone, y_both) and torch.equal(alone["pinv"], both["pinv"])

@@ -302,9 +302,8 @@ def _ddim_loop(
     for i in progress_bar(range(len(sched)), config, progress):
         t = int(sched.timesteps[i])
         a, a_prev = float(sched.alpha[i]), float(sched.alpha_prev[i])
-        step = None
+        step = hook_step(i)  # what the hooks see (a small record; built for every step, used by hooks)
         if hooks is not None:
-            step = hook_step(i)
             z = hooks.refine_latent(step, z)
         with torch.set_grad_enabled(grad_zt):
             z_in = z.detach().requires_grad_(grad_zt)

@@ -123,6 +123,8 @@ def test_interrupt_while_writing_leaves_no_partial_file(files, tiny_sd_path, tmp
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # a job started in the background inherits SIGINT ignored (POSIX): give the child the default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
     )
     try:
         deadline = time.monotonic() + 240

@@ -28,16 +28,21 @@ def test_t11_identity(dkl, seed, c):
     assert res["measurement"] <= 1e-12 and res["glue"] <= 1e-12
 
 
-@given(dims(k_max=6, d_max=32), seeds, st.floats(0.05, 0.8), cs, st.floats(0.3, 5.0))
-def test_t11_top_direction_is_an_exact_two_cycle(dkl, seed, frac, c, a0):
+@given(dims(k_max=6, d_max=32), seeds, st.floats(0.05, 0.8), cs, st.floats(0.3, 5.0), st.floats(0.3, 0.7))
+def test_t11_top_direction_is_an_exact_two_cycle(dkl, seed, frac, c, a0, phase):
     """e_0 = a0 q_top: |a| falls by delta = omega c^2 sqrt(s_max) per step, then ||r_n|| + ||r_{n+1}||
-    = omega c^2 s_max exactly (the 2-cycle), at every later n."""
+    = omega c^2 s_max exactly (the 2-cycle), at every later n.
+
+    The cycle alternates a = phase * delta and (phase - 1) * delta, with phase = frac(a0 / delta). Near
+    phase 0 or 1 one of the two residuals is tiny and round-off orthogonal to q_top grows every cycle (a
+    CI run failed at phase 0.003), so a0 is moved to a phase in [0.3, 0.7], where the cycle is stable."""
     d, k, l = dkl
     p = t3.random_problems(d, k, l, seed=seed)
     smax = float(p.s_max[0])
     omega = frac / smax
-    z = (p.w0 + a0 * p.q_top) / c
     delta = omega * c * c * smax**0.5
+    a0 = delta * (int(a0 / delta) + phase)
+    z = (p.w0 + a0 * p.q_top) / c
     n_in = int(a0 / delta) + 2
     trace = []
     for _ in range(n_in + 20):

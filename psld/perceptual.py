@@ -101,7 +101,7 @@ def gaussian_frechet(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_
     """``||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^{1/2})`` (the imaginary round-off dropped)."""
     from scipy import linalg
 
-    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    root = linalg.sqrtm(cov_a @ cov_b)
     root = np.real(root)
     diff = np.asarray(mu_a) - np.asarray(mu_b)
     return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))

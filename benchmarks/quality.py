@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from psld.evaluation.metrics import psnr_ssim
 from psld.training.data import FASHION_MNIST_DIR, fashion_mnist_to_rgb, read_idx_images
 
 METHODS = ("psld", "gml", "ldps", "pinv")
@@ -37,13 +38,6 @@ def _test_set(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     images = read_idx_images(Path(FASHION_MNIST_DIR) / "t10k-images-idx3-ubyte.gz")[:n]
     labels = gzip.open(Path(FASHION_MNIST_DIR) / "t10k-labels-idx1-ubyte.gz").read()[8 : 8 + n]
     return (fashion_mnist_to_rgb(images, 64) + 1) / 2, torch.tensor(list(labels))
-
-
-def _metrics(x: torch.Tensor, truth: torch.Tensor) -> tuple[list[float], list[float]]:
-    from psld.evaluation.metrics import psnr, ssim
-
-    pairs = [(a.permute(1, 2, 0).numpy(), b.permute(1, 2, 0).numpy()) for a, b in zip(x, truth, strict=True)]
-    return [psnr(a, b) for a, b in pairs], [ssim(a, b) for a, b in pairs]
 
 
 def _residual(op, x01: torch.Tensor, measurement01: torch.Tensor) -> list[float]:
@@ -98,7 +92,7 @@ def run_main(args) -> dict:
                 dc = ((op.glue(ae_b * 2 - 1, meas * 2 - 1, "pinv") + 1) / 2).clamp(0, 1)
             band = _box_band(op, batch=stop - start) if task == "inpaint-box" else None
             for method, xr in {**restored, "ae": ae_b, "ae+dc": dc}.items():
-                p, s = _metrics(xr, x)
+                p, s = psnr_ssim(xr, x)
                 res = _residual(op, xr, meas)
                 with torch.no_grad():
                     pred = clf(to_input(xr)).argmax(1)
@@ -163,7 +157,7 @@ def run_sweep(args) -> dict:
                 )
                 seconds = (time.perf_counter() - t0) / (stop - start) / len(args.methods)
                 for method, xr in restored.items():
-                    p, s = _metrics(xr, truth[start:stop])
+                    p, s = psnr_ssim(xr, truth[start:stop])
                     rows += [
                         dict(
                             task=task,

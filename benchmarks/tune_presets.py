@@ -23,7 +23,7 @@ RATIOS = (0.01, 0.1, 1.0)
 
 def main() -> int:
     import psld
-    from psld.evaluation.metrics import psnr
+    from psld.evaluation.metrics import psnr_ssim
     from psld.presets import model_preset
     from psld.training.data import FASHION_MNIST_DIR, fashion_mnist_to_rgb, read_idx_images
 
@@ -53,15 +53,7 @@ def main() -> int:
             )
         except psld.DivergenceError:
             return float("-inf")
-        x = out.images
-        return float(
-            np.mean(
-                [
-                    psnr(x[i].permute(1, 2, 0).numpy(), truth[i].permute(1, 2, 0).numpy())
-                    for i in range(len(x))
-                ]
-            )
-        )
+        return float(np.mean(psnr_ssim(out.images, truth)[0]))
 
     presets = {}
     for task in args.tasks.split(","):

@@ -140,7 +140,7 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Restore ``n`` shipped test images for ``tasks`` x ``methods`` with the built-in model."""
-    from psld.evaluation.metrics import psnr, ssim
+    from psld.evaluation.metrics import psnr_ssim
     from psld.files import check_writable_folder
     from psld.images import load_images
     from psld.models.builtin import test_images
@@ -164,9 +164,7 @@ def run_demo(
         result.measurements[task] = measurement.clamp(0, 1)
         for method, x in restored.items():
             result.images[task, method] = x
-            pairs = [(x[i].permute(1, 2, 0).numpy(), truth[i].permute(1, 2, 0).numpy()) for i in range(n)]
-            result.psnr[task, method] = [psnr(a, b) for a, b in pairs]
-            result.ssim[task, method] = [ssim(a, b) for a, b in pairs]
+            result.psnr[task, method], result.ssim[task, method] = psnr_ssim(x, truth)
     result.seconds = time.perf_counter() - t0
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -52,3 +52,12 @@ def test_report_tables(tmp_path):
     text = quality.report([str(tmp_path / "m.json")])
     assert "| sr4 | psld | 22.00 ± 1.13 |" in text
     assert "| sr4 | +1.00 ± 0.00 | — | — |" in text  # paired psld - ldps
+
+
+def test_psnr_ssim_of_a_batch_literal_values():
+    from psld.evaluation.metrics import psnr_ssim
+
+    truth = torch.full((2, 3, 8, 8), 0.5)
+    result = truth + torch.tensor([0.1, 0.01]).view(2, 1, 1, 1)
+    p, s = psnr_ssim(result, truth)
+    assert p == pytest.approx([20.0, 40.0]) and len(s) == 2 and s[1] > s[0]

@@ -19,7 +19,7 @@ import torch
 
 from psld.operators.base import LinearOperator
 
-__all__ = ["psnr", "ssim", "residual", "unavailable_metrics"]
+__all__ = ["psnr", "ssim", "psnr_ssim", "residual", "unavailable_metrics"]
 
 
 def psnr(result01: np.ndarray, truth01: np.ndarray) -> float:
@@ -40,6 +40,15 @@ def ssim(result01: np.ndarray, truth01: np.ndarray) -> float:
             truth01.astype(np.float64), result01.astype(np.float64), data_range=1.0, channel_axis=-1
         )
     )
+
+
+def psnr_ssim(result01: torch.Tensor, truth01: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-image :func:`psnr` and :func:`ssim` of two ``[B, 3, H, W]`` batches in [0, 1]."""
+    pairs = [
+        (a.detach().cpu().permute(1, 2, 0).numpy(), b.detach().cpu().permute(1, 2, 0).numpy())
+        for a, b in zip(result01, truth01, strict=True)
+    ]
+    return [psnr(a, b) for a, b in pairs], [ssim(a, b) for a, b in pairs]
 
 
 def residual(operator: LinearOperator, result01: torch.Tensor, y: torch.Tensor) -> float:

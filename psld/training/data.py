@@ -2,7 +2,8 @@
 
 Fashion-MNIST's 28x28 gray images are resized bilinearly to ``size`` and the gray channel replicated to
 RGB (the built-in model's preprocessing, :func:`fashion_mnist_to_rgb`). Folder images are centre-cropped
-to a square and resized with PIL's bicubic filter.
+to a square and resized with PIL's bicubic filter, as ``psld evaluate`` prepares its ground truth
+(:func:`psld.evaluation.datasets.load_image`).
 """
 
 from __future__ import annotations
@@ -80,20 +81,11 @@ class ImageSource:
     def load(self, start: int, stop: int) -> Tensor:
         if self._idx is not None:
             return fashion_mnist_to_rgb(self._idx[start:stop], self.size)
-        from psld.images import load_images
+        from psld.evaluation.datasets import ImageSource as ImageFile
+        from psld.evaluation.datasets import load_image
 
-        return torch.cat([_square(load_images(f) * 2 - 1, self.size) for f in self._files[start:stop]])
-
-
-def _square(x: Tensor, size: int) -> Tensor:
-    """Centre crop to a square, bicubic resize to ``size``; ``[1, 3, H, W]`` in [-1, 1]."""
-    h, w = x.shape[-2:]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    x = x[..., top : top + s, left : left + s]
-    if s != size:
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", antialias=True)
-    return x.clamp(-1, 1)
+        arrays = [load_image(ImageFile(f.stem, str(f)), self.size) for f in self._files[start:stop]]
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def resolve_source(data: str | os.PathLike, size: int) -> ImageSource:

@@ -153,6 +153,14 @@ def run_batch(model, op, y, gens, config, latent_shape) -> tuple[torch.Tensor, f
     return ((x.float() + 1) / 2).clamp(0, 1).cpu(), time.perf_counter() - start
 
 
+def _save_png(image01: np.ndarray, path: Path) -> None:
+    """Write an HxWx3 image in [0, 1] as an 8-bit PNG (parents created)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.round(np.clip(image01, 0, 1) * 255).astype(np.uint8)).save(path)
+
+
 def calibrate(model, methods, task, chunk, truths, args, sets, family) -> dict:
     """Steps per method for equal wall time with the reference (``methods[0]``) at its own steps."""
     names = [s.name for s in chunk]
@@ -233,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--equal-time", action="store_true", help="choose each method's steps for equal wall time")
     p.add_argument("--calibration-steps", type=int, default=5, help="steps per method when calibrating")
     p.add_argument("--json", default="methods-benchmark.json", help="output JSON path")
+    p.add_argument("--save-dir", help="also write each restoration to DIR/TASK/METHOD/IMAGE.png")
     args = p.parse_args(argv)
 
     import psld
@@ -290,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                     if x is not None:
                         res = x[b].permute(1, 2, 0).numpy()
                         row.update(psnr=psnr(res, truths[name]), ssim=ssim(res, truths[name]))
+                        if args.save_dir:
+                            _save_png(res, Path(args.save_dir) / task / m / f"{Path(name).stem}.png")
                     rows.append(row)
                 print(f"{task} {m} images {start}-{start + len(names) - 1}: {sec:.3g} s", file=sys.stderr)
             for m in methods:

@@ -125,6 +125,18 @@ Load it with `psld.load_model("{os.fspath(result.out)}")`.
 """
 
 
+def _drop_unused_vae_keys(path: Path, vae: Any) -> None:
+    """Remove config keys the VAE class does not take (diffusers' ``AutoencoderTiny`` saves a
+    ``block_out_channels`` alias that its loader then warns about on every load)."""
+    import inspect
+
+    accepted = set(inspect.signature(type(vae).__init__).parameters)
+    cfg = json.loads(path.read_text())
+    kept = {k: v for k, v in cfg.items() if k.startswith("_") or k in accepted}
+    if kept != cfg:
+        path.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
+
+
 def export_model(
     out: Path,
     unet: Any,
@@ -147,6 +159,7 @@ def export_model(
     vae.register_to_config(scaling_factor=scaling)
     vae.to(dtype).save_pretrained(out / "vae")
     vae.float()
+    _drop_unused_vae_keys(out / "vae" / "config.json", vae)
     scheduler: Any = DDPMScheduler(**scheduler_config())
     scheduler.save_pretrained(out / "scheduler")
     index = {

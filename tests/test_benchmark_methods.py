@@ -60,8 +60,13 @@ def test_smoke_two_images_two_steps(tiny_ldm_path, images, tmp_path, capsys):
         "resample.latent_iters=2",
         "--json",
         str(out),
+        "--save-dir",
+        str(tmp_path / "saved"),
     ]
     assert _bench().main(argv) == 0
+    saved = sorted(p.relative_to(tmp_path / "saved").as_posix() for p in (tmp_path / "saved").rglob("*.png"))
+    assert len(saved) == 2 * 2 * 6 and "sr2/daps/im1.png" in saved
+    assert Image.open(tmp_path / "saved" / "sr2" / "daps" / "im1.png").size == (24, 24)
     table = capsys.readouterr().out
     assert "| task | method | n | PSNR (dB) | SSIM | s / image | cost vs psld |" in table
     data = json.loads(out.read_text())
@@ -122,3 +127,73 @@ def test_equal_time_mode_sets_steps_from_the_calibration(tiny_ldm_path, images, 
         assert data["configs"]["sr2"][m]["num_steps"] == cal["steps"][m] >= 1
         expected = max(1, round(cal["budget_seconds"] / cal["seconds_per_step"][m]))
         assert cal["steps"][m] == expected
+
+
+def _report():
+    spec = importlib.util.spec_from_file_location(
+        "bench_methods_report", ROOT / "benchmarks" / "methods_report.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(methods_psnr: dict[str, list[float]], steps: dict[str, int], task: str = "sr4") -> dict:
+    """A hand-made methods.py JSON: per-method PSNR lists over images a, b, c, ... (psld the reference)."""
+    rows, summary = [], []
+    for m, values in methods_psnr.items():
+        for i, v in enumerate(values):
+            rows.append(
+                {
+                    "image": "abcd"[i],
+                    "task": task,
+                    "method": m,
+                    "seconds": 1.0,
+                    "error": None,
+                    "psnr": v,
+                    "ssim": 0.5,
+                }
+            )
+        summary.append(
+            {
+                "task": task,
+                "method": m,
+                "n": len(values),
+                "failed": 0,
+                "psnr": sum(values) / len(values),
+                "psnr_ci95": 0.0,
+                "ssim": 0.5,
+                "ssim_ci95": 0.0,
+                "seconds_per_image": 1.0,
+                "cost_vs_ref": 1.0,
+                "cost_vs_ref_ci95": 0.0,
+            }
+        )
+    return {
+        "reference": "psld",
+        "rows": rows,
+        "summary": summary,
+        "configs": {task: {m: {"num_steps": n} for m, n in steps.items()}},
+    }
+
+
+def test_report_pairs_each_method_with_the_reference_of_its_own_file(tmp_path):
+    report = _report()
+    cheap = _run(
+        {"psld": [20.0, 22.0, 24.0, 26.0], "mpgd": [19.0, 23.0, 23.0, 27.0]}, {"psld": 25, "mpgd": 100}
+    )
+    costly = _run({"psld": [20.0, 22.0], "daps": [23.0, 26.0]}, {"psld": 25, "daps": 50})
+    entries = report.collect([("recommended", cheap), ("recommended", costly)])
+    by = {e["method"]: e for e in entries}
+    assert by["psld"]["n"] == 4  # the reference keeps its larger set
+    assert by["daps"]["paired_vs_ref"] == pytest.approx(3.5)  # (3 + 4) / 2 over images a, b only
+    assert by["daps"]["paired_vs_ref_ci95"] == pytest.approx(
+        12.706 * 0.5, rel=1e-3
+    )  # t(0.975, 1) * sd / sqrt 2
+    assert by["mpgd"]["paired_vs_ref"] == pytest.approx(0.0)
+    assert by["daps"]["steps"] == 50 and by["psld"]["paired_vs_ref"] is None
+    text = report.table(entries)
+    assert "| sr4 | daps | 50 | 2 | 24.50 ± 0.00 | 0.500 ± 0.000 | +3.50 ± 6.35 | 1 | 1.00 ± 0.00 |" in text
+    out = tmp_path / "fig.png"
+    report.figure(entries, str(out))
+    assert Image.open(out).size[0] > 300

@@ -16,10 +16,12 @@ cancels slow drifts of the machine's load. The table reports its mean and 95% CI
 
 ``--steps`` gives every method the same number of steps (annealing levels for DAPS); without it each
 method runs its own default (docs/methods.md). ``--set METHOD.FIELD=VALUE`` changes one setting.
-``--equal-time`` compares at equal wall time instead: on the first batch each method is timed at
-``--calibration-steps`` steps, and its step count is set so that its projected time per batch equals the
-reference method's at the reference's own step count (cost taken as proportional to the steps, which is
-approximate for ReSample, whose consistency stages fall on a subset of steps).
+``--equal-time`` compares at equal wall time instead: on the first batch each method is timed at ``c``
+and ``2c`` steps (``--calibration-steps``), which gives its fixed cost and its cost per step, and its step
+count is set so that its modelled time per batch equals the reference method's at the reference's own
+step count. A method whose fixed cost plus one step exceeds that budget runs 1 step and is flagged
+(``fits: false``). The model is approximate for ReSample, whose consistency stages fall on a subset of
+steps, and the table reports the seconds actually spent.
 """
 
 from __future__ import annotations
@@ -161,24 +163,51 @@ def _save_png(image01: np.ndarray, path: Path) -> None:
     Image.fromarray(np.round(np.clip(image01, 0, 1) * 255).astype(np.uint8)).save(path)
 
 
+def allocate_steps(
+    per_step: dict[str, float], fixed: dict[str, float], ref: str, ref_steps: int
+) -> tuple[float, dict[str, int], dict[str, bool]]:
+    """Budget ``fixed[ref] + per_step[ref] * ref_steps``; each method's steps
+    ``max(1, round((budget - fixed) / per_step))``; ``fits`` when ``fixed + per_step <= budget``."""
+    budget = fixed[ref] + per_step[ref] * ref_steps
+    steps = {m: max(1, round((budget - fixed[m]) / per_step[m])) for m in per_step}
+    steps[ref] = ref_steps
+    fits = {m: fixed[m] + per_step[m] <= budget for m in per_step}
+    return budget, steps, fits
+
+
 def calibrate(model, methods, task, chunk, truths, args, sets, family) -> dict:
-    """Steps per method for equal wall time with the reference (``methods[0]``) at its own steps."""
+    """Steps per method for equal wall time with the reference (``methods[0]``) at its own steps.
+
+    Each method's batch time is modelled as ``fixed + per_step * steps`` from two timed runs, at ``c``
+    and ``2c`` steps (after a 1-step warm-up): ``per_step = (t(2c) - t(c)) / c``. Fixed costs (the final
+    decode, ReSample's final latent fit) are then not spread over the steps. The budget is the
+    reference's modelled time at its own steps; a method gets ``round((budget - fixed) / per_step)``
+    steps, at least 1, and ``fits`` is False when even 1 step exceeds the budget.
+    """
     names = [s.name for s in chunk]
     x01 = torch.stack([torch.from_numpy(truths[n]).permute(2, 0, 1) for n in names]).to(args.device)
     op, y, gens = problem(task, x01, names, family, args.seed, args.sigma_y, args.sr_mode)
     latent_shape = model.latent_shape(args.size, args.size)
     c = args.calibration_steps
     no_steps = {m: {k: v for k, v in kw.items() if k != "num_steps"} for m, kw in sets.items()}
-    probe = method_configs(methods, task, model, c, args.sigma_y, no_steps)
     own = method_configs(methods[:1], task, model, args.steps, args.sigma_y, sets)[methods[0]]
-    per_step = {}
+    per_step, fixed = {}, {}
     for m in methods:
-        run_batch(model, op, y, gens, probe[m], latent_shape)  # warm-up
-        per_step[m] = run_batch(model, op, y, gens, probe[m], latent_shape)[1] / c
-    budget = per_step[methods[0]] * own.num_steps
-    steps = {m: max(1, round(budget / per_step[m])) for m in methods}
-    steps[methods[0]] = own.num_steps
-    return {"task": task, "seconds_per_step": per_step, "budget_seconds": budget, "steps": steps}
+        probes = {n: method_configs([m], task, model, n, args.sigma_y, no_steps)[m] for n in (1, c, 2 * c)}
+        run_batch(model, op, y, gens, probes[1], latent_shape)  # warm-up
+        t1 = run_batch(model, op, y, gens, probes[c], latent_shape)[1]
+        t2 = run_batch(model, op, y, gens, probes[2 * c], latent_shape)[1]
+        per_step[m] = max(t2 - t1, 0.05 * t2) / c  # timing noise must not make a step free
+        fixed[m] = max(t1 - per_step[m] * c, 0.0)
+    budget, steps, fits = allocate_steps(per_step, fixed, methods[0], own.num_steps)
+    return {
+        "task": task,
+        "seconds_per_step": per_step,
+        "fixed_seconds": fixed,
+        "budget_seconds": budget,
+        "steps": steps,
+        "fits": fits,
+    }
 
 
 def summarise(rows: list[dict], ratios: dict, methods, tasks) -> list[dict]:

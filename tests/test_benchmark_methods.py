@@ -125,8 +125,15 @@ def test_equal_time_mode_sets_steps_from_the_calibration(tiny_ldm_path, images, 
     assert cal["steps"]["psld"] == 3
     for m in ("mpgd", "daps"):
         assert data["configs"]["sr2"][m]["num_steps"] == cal["steps"][m] >= 1
-        expected = max(1, round(cal["budget_seconds"] / cal["seconds_per_step"][m]))
+        expected = max(
+            1, round((cal["budget_seconds"] - cal["fixed_seconds"][m]) / cal["seconds_per_step"][m])
+        )
         assert cal["steps"][m] == expected
+        assert cal["fits"][m] == (
+            cal["fixed_seconds"][m] + cal["seconds_per_step"][m] <= cal["budget_seconds"]
+        )
+    ref = cal["fixed_seconds"]["psld"] + 3 * cal["seconds_per_step"]["psld"]
+    assert cal["budget_seconds"] == pytest.approx(ref)
 
 
 def _report():
@@ -197,3 +204,18 @@ def test_report_pairs_each_method_with_the_reference_of_its_own_file(tmp_path):
     out = tmp_path / "fig.png"
     report.figure(entries, str(out))
     assert Image.open(out).size[0] > 300
+
+
+def test_equal_time_steps_model_a_fixed_cost_and_a_cost_per_step():
+    bench = _bench()
+    per_step = {"psld": 0.4, "cheap": 0.1, "costly": 2.0, "heavy": 0.1}
+    fixed = {"psld": 1.0, "cheap": 1.0, "costly": 0.0, "heavy": 20.0}
+    budget, steps, fits = bench.allocate_steps(per_step, fixed, "psld", 25)
+    assert budget == pytest.approx(11.0)  # 1 + 0.4 * 25
+    assert steps == {
+        "psld": 25,
+        "cheap": 100,
+        "costly": 6,
+        "heavy": 1,
+    }  # (11-1)/0.1, 11/2 = 5.5 -> 6, floor 1
+    assert fits == {"psld": True, "cheap": True, "costly": True, "heavy": False}

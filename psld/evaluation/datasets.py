@@ -83,7 +83,7 @@ def resolve_images(images: str | os.PathLike | list) -> list[ImageSource]:
             f"images must be 'builtin', a folder, a glob or a list of files, got {type(images).__name__}"
         )
     sources = [ImageSource(Path(p).stem, p) for p in paths]
-    seen: dict[str, str] = {}
+    seen: dict[str, str | None] = {}
     for s in sources:
         if s.name in seen:
             raise ValueError(f"images: {seen[s.name]!r} and {s.path!r} have the same name {s.name!r}")
@@ -129,7 +129,9 @@ def load_image(source: ImageSource, size: int, resize: str = "crop") -> np.ndarr
     left, top = (w - s) // 2, (h - s) // 2
     im = im.crop((left, top, left + s, top + s))
     if resize == "crop":
-        im = im.resize((size, size), Image.BICUBIC)
+        im = im.resize((size, size), Image.Resampling.BICUBIC)
     else:
-        im = im.resize((size // 2, size // 2), Image.BICUBIC).resize((size, size), Image.NEAREST)
+        im = im.resize((size // 2, size // 2), Image.Resampling.BICUBIC).resize(
+            (size, size), Image.Resampling.NEAREST
+        )
     return np.asarray(im, dtype=np.uint8).copy()

@@ -21,6 +21,7 @@ import csv
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,10 +46,15 @@ def summarize(rows: list[dict]) -> list[dict]:
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["task"], r["method"]), []).append(r)
-    table = []
+    table: list[dict[str, Any]] = []
     for (task, method), rs in groups.items():
         diverged = sum(1 for r in rs if r.get("diverged"))
-        entry = {"task": task, "method": method, "n": len(rs) - diverged, "diverged": diverged}
+        entry: dict[str, Any] = {
+            "task": task,
+            "method": method,
+            "n": len(rs) - diverged,
+            "diverged": diverged,
+        }
         for m in METRICS:
             entry[f"{m}_mean"], entry[f"{m}_std"] = _mean_std([r[m] for r in rs])
         entry["best"] = []

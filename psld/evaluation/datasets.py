@@ -16,6 +16,7 @@ import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 
@@ -98,7 +99,8 @@ def _open(source: ImageSource):
         if source.name == "grace_hopper":
             import matplotlib.cbook
 
-            with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as im:
+            sample = matplotlib.cbook.get_sample_data("grace_hopper.jpg")  # an open binary file
+            with Image.open(cast("IO[bytes]", sample)) as im:
                 return im.convert("RGB")
         import skimage.data
 

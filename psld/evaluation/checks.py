@@ -182,6 +182,7 @@ def _check_model(c: Checked, role: str, info: ModelInfo) -> None:
                     gamma=c.gamma,
                     sigma_y=c.settings.sigma_y,
                 )
+                assert config is not None  # only a model-free method (pinv) has no sampler config
                 schedule_for(config, probe)
             except ValueError as exc:
                 raise ValueError(

@@ -16,6 +16,7 @@ import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 
@@ -83,7 +84,7 @@ def resolve_images(images: str | os.PathLike | list) -> list[ImageSource]:
             f"images must be 'builtin', a folder, a glob or a list of files, got {type(images).__name__}"
         )
     sources = [ImageSource(Path(p).stem, p) for p in paths]
-    seen: dict[str, str] = {}
+    seen: dict[str, str | None] = {}
     for s in sources:
         if s.name in seen:
             raise ValueError(f"images: {seen[s.name]!r} and {s.path!r} have the same name {s.name!r}")
@@ -98,7 +99,8 @@ def _open(source: ImageSource):
         if source.name == "grace_hopper":
             import matplotlib.cbook
 
-            with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as im:
+            sample = matplotlib.cbook.get_sample_data("grace_hopper.jpg")  # an open binary file
+            with Image.open(cast("IO[bytes]", sample)) as im:
                 return im.convert("RGB")
         import skimage.data
 
@@ -129,7 +131,9 @@ def load_image(source: ImageSource, size: int, resize: str = "crop") -> np.ndarr
     left, top = (w - s) // 2, (h - s) // 2
     im = im.crop((left, top, left + s, top + s))
     if resize == "crop":
-        im = im.resize((size, size), Image.BICUBIC)
+        im = im.resize((size, size), Image.Resampling.BICUBIC)
     else:
-        im = im.resize((size // 2, size // 2), Image.BICUBIC).resize((size, size), Image.NEAREST)
+        im = im.resize((size // 2, size // 2), Image.Resampling.BICUBIC).resize(
+            (size, size), Image.Resampling.NEAREST
+        )
     return np.asarray(im, dtype=np.uint8).copy()

@@ -89,6 +89,9 @@ def run_unit(
         config = c.config_of(task, method)
         role = model_role(method)
         t0 = time.perf_counter()
+        result: torch.Tensor | None
+        info: dict[str, Any]
+        metrics: dict[str, Any]
         try:
             result, info = run_method(
                 method, op, x01, y, seed, models.get(role) if role else None, config, s.sigma_y

@@ -103,7 +103,11 @@ def simulate(
     meas_seed = entry_seed(seed, image, task)
     gen = torch.Generator().manual_seed(entry_seed(seed, image, task, "operator"))
     op = get_task(task).build_operator(
-        tuple(x01.shape[1:]), family=family, sr_mode=sr_mode, seed=gen, side=size
+        (int(x01.shape[1]), int(x01.shape[2]), int(x01.shape[3])),
+        family=family,
+        sr_mode=sr_mode,
+        seed=gen,
+        side=size,
     )
     y = GaussianNoise(2.0 * sigma_y)(op.forward(x01 * 2 - 1), [torch.Generator().manual_seed(meas_seed)])
     return op, y, meas_seed

@@ -20,7 +20,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+from functools import partial
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -45,10 +47,15 @@ def summarize(rows: list[dict]) -> list[dict]:
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["task"], r["method"]), []).append(r)
-    table = []
+    table: list[dict[str, Any]] = []
     for (task, method), rs in groups.items():
         diverged = sum(1 for r in rs if r.get("diverged"))
-        entry = {"task": task, "method": method, "n": len(rs) - diverged, "diverged": diverged}
+        entry: dict[str, Any] = {
+            "task": task,
+            "method": method,
+            "n": len(rs) - diverged,
+            "diverged": diverged,
+        }
         for m in METRICS:
             entry[f"{m}_mean"], entry[f"{m}_std"] = _mean_std([r[m] for r in rs])
         entry["best"] = []
@@ -126,6 +133,10 @@ def _load(path: Path):
         return np.asarray(im.convert("RGB"))
 
 
+def _savefig(fig: Any, ext: str, fh: BinaryIO) -> None:
+    fig.savefig(fh, dpi=DPI, format=ext)
+
+
 def figure(out: Path, task: str, images: list[str], methods: list[str]) -> list[Path]:
     """Write ``out/figures/<task>.png`` and ``.pdf`` from the PNGs under ``out``; return the paths."""
     import matplotlib
@@ -171,7 +182,7 @@ def figure(out: Path, task: str, images: list[str], methods: list[str]) -> list[
     try:
         for ext in ("png", "pdf"):
             path = folder / f"{task}.{ext}"
-            atomic_write(path, lambda fh, ext=ext: fig.savefig(fh, dpi=DPI, format=ext))
+            atomic_write(path, partial(_savefig, fig, ext))
             written.append(path)
     finally:
         plt.close(fig)

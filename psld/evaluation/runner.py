@@ -118,6 +118,7 @@ def _run_json(c: Checked, world: int) -> dict:
     import sys
     from importlib import metadata
 
+    assert c.out is not None
     old = read_run(c.out) or {}
     versions: dict[str, str | None] = {"python": sys.version.split()[0], "psld": c.settings.version}
     for pkg in ("torch", "diffusers", "accelerate", "scikit-image", "numpy", "Pillow", "matplotlib"):

@@ -81,7 +81,8 @@ class Appender:
 
 def all_rows(out: Path) -> list[dict]:
     """Rows of ``results.jsonl`` and of any ``results.rank*.jsonl``, each entry once (first seen wins)."""
-    rows, seen = [], set()
+    rows: list[dict] = []
+    seen: set[Key] = set()
     for path in [out / RESULTS, *sorted(out.glob("results.rank*.jsonl"))]:
         for row in read_rows(path):
             if key(row) not in seen:

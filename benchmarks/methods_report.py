@@ -116,10 +116,13 @@ def table(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def figure(entries: list[dict], out: str, images: str | None = None, image: str = "09000") -> None:
+def figure(
+    entries: list[dict], out: str, images: str | None = None, image: str = "09000", truth: str | None = None
+) -> None:
     """Left: PSNR against seconds per image (log), one panel per task, filled markers for the first
     label and hollow for the others. Right (with ``images``, a ``--save-dir`` of methods.py): the
-    restorations of one image per task and method."""
+    restorations of one image per task and method, after the ground truth ``truth/IMAGE.png`` if given.
+    Written as a 256-colour PNG to keep it small."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,6 +138,8 @@ def figure(entries: list[dict], out: str, images: str | None = None, image: str 
     if images:
         for task in tasks:
             row = []
+            if truth and (Path(truth) / f"{image}.png").is_file():
+                row.append(("truth", np.asarray(Image.open(Path(truth) / f"{image}.png").convert("RGB"))))
             for m in methods:
                 path = Path(images) / task / m / f"{image}.png"
                 row.append((m, np.asarray(Image.open(path)) if path.is_file() else None))
@@ -181,8 +186,9 @@ def figure(entries: list[dict], out: str, images: str | None = None, image: str 
                 a.set_title(m, fontsize=7)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=90)
     plt.close(fig)
+    Image.open(out).convert("RGB").quantize(256).save(out, optimize=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,12 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="methods_comparison.png", help="figure path")
     p.add_argument("--images", help="a methods.py --save-dir, for the restoration strips")
     p.add_argument("--image", default="09000", help="image stem shown in the strips")
+    p.add_argument("--truth", help="folder holding the ground truth IMAGE.png, shown first in the strips")
     args = p.parse_args(argv)
     entries = collect(_parse(args.runs))
     if args.mode == "table":
         print(table(entries))
     else:
-        figure(entries, args.out, args.images, args.image)
+        figure(entries, args.out, args.images, args.image, args.truth)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

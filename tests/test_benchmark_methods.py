@@ -203,7 +203,17 @@ def test_report_pairs_each_method_with_the_reference_of_its_own_file(tmp_path):
     assert "| sr4 | daps | 50 | 2 | 24.50 ± 0.00 | 0.500 ± 0.000 | +3.50 ± 6.35 | 1 | 1.00 ± 0.00 |" in text
     out = tmp_path / "fig.png"
     report.figure(entries, str(out))
-    assert Image.open(out).size[0] > 300
+    plain = Image.open(out).size
+    assert plain[0] > 300
+    # with restorations and a ground truth, the strips widen the figure; a 256-colour PNG
+    for m in ("psld", "mpgd"):
+        (tmp_path / "saved" / "sr4" / m).mkdir(parents=True)
+        Image.new("RGB", (24, 24), (200, 10, 10)).save(tmp_path / "saved" / "sr4" / m / "a.png")
+    (tmp_path / "truth").mkdir()
+    Image.new("RGB", (24, 24), (10, 200, 10)).save(tmp_path / "truth" / "a.png")
+    report.figure(entries, str(out), str(tmp_path / "saved"), "a", str(tmp_path / "truth"))
+    with Image.open(out) as im:
+        assert im.mode == "P" and im.size[0] > plain[0]
 
 
 def test_equal_time_steps_model_a_fixed_cost_and_a_cost_per_step():

@@ -112,6 +112,31 @@ def test_from_dict_rejects_unknown_fields_and_wrong_method():
         PSLDConfig(method="mpgd")
 
 
+@pytest.mark.parametrize(
+    "method, field, value, message",
+    [
+        ("daps", "langevin_steps", 0, "langevin_steps must be a positive int, got 0"),
+        ("daps", "ode_steps", 1.0, "ode_steps must be a positive int, got 1.0"),
+        ("daps", "grad_clip", -0.5, "grad_clip must be a finite number >= 0, got -0.5"),
+        ("daps", "tau", 0.0, "tau must be a finite positive number, got 0.0"),
+        ("resample", "patience", -1, "patience must be a non-negative int, got -1"),
+        ("resample", "tol", float("inf"), "tol must be a finite number >= 0, got inf"),
+        ("resample", "latent_lr", float("nan"), "latent_lr must be a finite positive number, got nan"),
+        ("stsl", "probes", 0, "probes must be a positive int, got 0"),
+        ("stsl", "fd_delta", -1e-3, "fd_delta must be a finite positive number, got -0.001"),
+        ("diffpir", "cg_iters", 2.5, "cg_iters must be a positive int, got 2.5"),
+        ("diffpir", "lam", 0.0, "lam must be a finite positive number, got 0.0"),
+        ("diffpir", "zeta", 1.5, "zeta must lie in [0, 1], got 1.5"),
+    ],
+)
+def test_bad_method_settings_are_refused_naming_the_field(method, field, value, message):
+    with pytest.raises(ValueError) as info:
+        REGISTRY[method](**{field: value})
+    assert str(info.value) == message
+    with pytest.raises(ValueError, match="model_t_offset must be a non-negative int, got -1"):
+        PSLDConfig(model_t_offset=-1)
+
+
 def test_method_config_takes_only_the_model_switches_from_a_base():
     base = PSLDConfig.preset("sr4").replace(num_steps=17, steps_offset=1, timestep_spacing="trailing")
     cfg = method_config("diffpir", base, zeta=0.3)

@@ -73,6 +73,24 @@ def _choice(name: str, value, allowed) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 
 
+_KINDS = {
+    "positive int": lambda v: isinstance(v, int) and v >= 1,
+    "non-negative int": lambda v: isinstance(v, int) and v >= 0,
+    "finite positive number": lambda v: math.isfinite(v) and v > 0,
+    "finite number >= 0": lambda v: math.isfinite(v) and v >= 0,
+}
+
+
+def check_fields(config: object, kind: str, *names: str) -> None:
+    """Raise ``ValueError("<name> must be a <kind>, got <value>")`` for the first field of ``config``
+    that is not of ``kind`` (a key of ``_KINDS``)."""
+    ok = _KINDS[kind]
+    for name in names:
+        value = getattr(config, name)
+        if not ok(value):
+            raise ValueError(f"{name} must be a {kind}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class PSLDConfig:
     """Every switch of :func:`psld.sample`. Defaults are the improved settings (docs/official.md §10).
@@ -126,9 +144,7 @@ class PSLDConfig:
                 raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
         if not float(self.eta) <= 1.0:
             raise ValueError(f"eta must lie in [0, 1], got {self.eta!r}")
-        for name in ("steps_offset", "model_t_offset"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")
+        check_fields(self, "non-negative int", "steps_offset", "model_t_offset")
 
     def _methods(self) -> tuple[str, ...]:
         """The ``method`` values this class accepts (a :class:`psld.hooks.MethodConfig` accepts its own)."""

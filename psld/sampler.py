@@ -269,6 +269,15 @@ def progress_bar(steps: range, config: PSLDConfig, progress: bool):
     return tqdm(steps, desc=f"{config.method} sampling", leave=False)
 
 
+def apply_callback(callback: Callback | None, i: int, t: int, state: dict, z: Tensor) -> Tensor:
+    """``z`` after ``callback(i, t, state)`` (``state["latents"]`` is ``z``): its ``"latents"`` replace
+    ``z`` when it returns them (diffusers' ``callback_on_step_end`` contract)."""
+    if callback is None:
+        return z
+    update = callback(i, t, state)
+    return update["latents"] if update and "latents" in update else z
+
+
 def _ddim_loop(
     prior: LatentPrior,
     encoder: Encoder,
@@ -333,10 +342,7 @@ def _ddim_loop(
             if step.meas is not None:
                 meas_log[i] = step.meas
         z = z_next.detach()
-        if callback is not None:
-            update = callback(i, t, {"latents": z, "z0": z0.detach(), "x0": x0})
-            if update and "latents" in update:
-                z = update["latents"]
+        z = apply_callback(callback, i, t, {"latents": z, "z0": z0.detach(), "x0": x0}, z)
         nonfinite[i] = ~torch.isfinite(z).all()
     if config.guided:  # a loss that guided nothing (logged only) cannot make the run diverge
         nonfinite |= ~(torch.isfinite(meas_log).all(1) & torch.isfinite(glue_log).all(1))

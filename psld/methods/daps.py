@@ -26,12 +26,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from psld.config import check_fields
 from psld.hooks import LoopResult, MethodConfig
 from psld.methods.common import measurement_loss, value_and_grad
 from psld.operators.base import LinearOperator
 from psld.protocols import Decoder, Encoder, LatentPrior
 from psld.random import randn_like_batch
-from psld.sampler import progress_bar
+from psld.sampler import apply_callback, progress_bar
 from psld.schedule import ddim_step, predict_z0
 
 
@@ -72,14 +73,11 @@ class DAPSConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("ode_steps", "langevin_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
-            raise ValueError(f"grad_clip must be a finite number >= 0, got {self.grad_clip!r}")
-        for name in ("sigma_max", "sigma_min", "rho", "lr", "lr_min_ratio", "tau"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be a finite positive number, got {getattr(self, name)!r}")
+        check_fields(self, "positive int", "ode_steps", "langevin_steps")
+        check_fields(self, "finite number >= 0", "grad_clip")
+        check_fields(
+            self, "finite positive number", "sigma_max", "sigma_min", "rho", "lr", "lr_min_ratio", "tau"
+        )
         if not self.sigma_min < self.sigma_max:
             raise ValueError(f"need sigma_min < sigma_max, got {self.sigma_min!r}, {self.sigma_max!r}")
 
@@ -150,10 +148,7 @@ class DAPSConfig(MethodConfig):
                 z = math.sqrt(a_next) * z0 + math.sqrt(1 - a_next) * noise
             else:
                 z = z0
-            if callback is not None:
-                update = callback(i, t, {"latents": z, "z0": z0, "x0": None})
-                if update and "latents" in update:
-                    z = update["latents"]
+            z = apply_callback(callback, i, t, {"latents": z, "z0": z0, "x0": None}, z)
             nonfinite[i] = ~torch.isfinite(z).all()
         nonfinite |= ~torch.isfinite(meas_log).all(1)
         return LoopResult(

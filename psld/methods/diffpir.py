@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from psld.config import check_fields
 from psld.hooks import MethodConfig, Step
 from psld.methods.common import measurement_loss, prox_data
 from psld.sampler import _encode
@@ -44,13 +45,10 @@ class DiffPIRConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("lam", "sigma_n"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be a finite positive number, got {getattr(self, name)!r}")
+        check_fields(self, "finite positive number", "lam", "sigma_n")
         if not 0.0 <= self.zeta <= 1.0:
             raise ValueError(f"zeta must lie in [0, 1], got {self.zeta!r}")
-        if not isinstance(self.cg_iters, int) or self.cg_iters < 1:
-            raise ValueError(f"cg_iters must be a positive int, got {self.cg_iters!r}")
+        check_fields(self, "positive int", "cg_iters")
 
     def rho(self, a: float) -> float:
         """``lam * sigma_n^2 / sigma_t^2`` with ``sigma_t^2 = (1 - a) / a``."""

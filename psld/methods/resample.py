@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from psld.config import check_fields
 from psld.hooks import MethodConfig, Step
 from psld.methods.common import adam, measurement_loss
 from psld.random import randn_like_batch
@@ -58,17 +59,10 @@ class ReSampleConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("every", "splits"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        for name in ("pixel_iters", "latent_iters", "patience"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")
-        for name in ("gamma_resample", "pixel_lr", "latent_lr"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be a finite positive number, got {getattr(self, name)!r}")
-        if not (math.isfinite(self.tol) and self.tol >= 0):
-            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        check_fields(self, "positive int", "every", "splits")
+        check_fields(self, "non-negative int", "pixel_iters", "latent_iters", "patience")
+        check_fields(self, "finite positive number", "gamma_resample", "pixel_lr", "latent_lr")
+        check_fields(self, "finite number >= 0", "tol")
 
     @property
     def guided(self) -> bool:

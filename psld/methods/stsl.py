@@ -25,6 +25,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from psld.config import check_fields
 from psld.hooks import MethodConfig, Step
 from psld.methods.common import measurement_loss
 from psld.random import randn_like_batch
@@ -60,11 +61,8 @@ class STSLConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("inner_steps", "probes"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        if not (math.isfinite(self.fd_delta) and self.fd_delta > 0):
-            raise ValueError(f"fd_delta must be a finite positive number, got {self.fd_delta!r}")
+        check_fields(self, "positive int", "inner_steps", "probes")
+        check_fields(self, "finite positive number", "fd_delta")
 
     def trace_cov(self, step: Step, z: Tensor, probes: Tensor, eps: Tensor | None = None) -> Tensor:
         """Per-sample ``(1 - a) / a * (k - sqrt(1 - a) tr J)`` with Hutchinson's ``tr J`` (differentiable).

@@ -43,19 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-
-def _ci95(values: list[float]) -> float:
-    """Half-width of the 95% Student-t interval of the mean (0 for fewer than 2 values)."""
-    n = len(values)
-    if n < 2:
-        return 0.0
-    try:
-        from scipy.stats import t
-
-        q = float(t.ppf(0.975, n - 1))
-    except ImportError:  # pragma: no cover - scipy ships with scikit-image
-        q = 1.96
-    return q * statistics.stdev(values) / math.sqrt(n)
+from psld.evaluation.metrics import t_ci95  # noqa: E402
 
 
 def _parse_sets(items: list[str]) -> dict[str, dict]:
@@ -225,12 +213,12 @@ def summarise(rows: list[dict], ratios: dict, methods, tasks) -> list[dict]:
                     "n": len(ok),
                     "failed": len(rs) - len(ok),
                     "psnr": statistics.fmean(psnrs) if ok else None,
-                    "psnr_ci95": _ci95(psnrs),
+                    "psnr_ci95": t_ci95(psnrs),
                     "ssim": statistics.fmean(ssims) if ok else None,
-                    "ssim_ci95": _ci95(ssims),
+                    "ssim_ci95": t_ci95(ssims),
                     "seconds_per_image": statistics.fmean([r["seconds"] for r in ok]) if ok else None,
                     "cost_vs_ref": statistics.fmean(rat) if rat else None,
-                    "cost_vs_ref_ci95": _ci95(rat),
+                    "cost_vs_ref_ci95": t_ci95(rat),
                 }
             )
     return table

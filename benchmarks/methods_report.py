@@ -15,22 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-
-def _ci95(values: list[float]) -> float:
-    """Half-width of the 95% Student-t interval of the mean (0 for fewer than 2 values)."""
-    n = len(values)
-    if n < 2:
-        return 0.0
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, n - 1)) * statistics.stdev(values) / math.sqrt(n)
+from psld.evaluation.metrics import t_ci95  # noqa: E402
 
 
 def _parse(items: list[str]) -> list[tuple[str, dict]]:
@@ -76,7 +69,7 @@ def collect(runs: list[tuple[str, dict]]) -> list[dict]:
                 "cost_vs_ref": s["cost_vs_ref"],
                 "cost_vs_ref_ci95": s["cost_vs_ref_ci95"],
                 "paired_vs_ref": statistics.fmean(diffs) if diffs and m != ref else None,
-                "paired_vs_ref_ci95": _ci95(diffs) if m != ref else 0.0,
+                "paired_vs_ref_ci95": t_ci95(diffs) if m != ref else 0.0,
             }
     return list(entries.values())
 

@@ -19,7 +19,20 @@ import torch
 
 from psld.operators.base import LinearOperator
 
-__all__ = ["psnr", "ssim", "psnr_ssim", "residual", "unavailable_metrics"]
+__all__ = ["psnr", "ssim", "psnr_ssim", "residual", "t_ci95", "unavailable_metrics"]
+
+
+def t_ci95(values: list[float]) -> float:
+    """Half-width ``t_{0.975, n-1} s / sqrt(n)`` of the 95% Student-t interval of the mean (0 for n < 2)."""
+    import math
+    import statistics
+
+    from scipy.stats import t
+
+    n = len(values)
+    if n < 2:
+        return 0.0
+    return float(t.ppf(0.975, n - 1)) * statistics.stdev(values) / math.sqrt(n)
 
 
 def psnr(result01: np.ndarray, truth01: np.ndarray) -> float:

@@ -88,21 +88,26 @@ def _same(ops) -> bool:
 
 
 def problem(task: str, x01: torch.Tensor, names: list[str], family: str, seed: int, sigma_y: float, sr_mode):
-    """Batched operator(s), ``y`` in [-1, 1] and per-image sampling generators for a batch of images."""
+    """Batched operator(s), ``y`` in [-1, 1] and per-image sampling generators for a batch of images.
+    Each image's operator and ``y`` are ``psld evaluate``'s (:func:`psld.evaluation.methods.simulate`)."""
+    from psld.evaluation.methods import simulate
     from psld.evaluation.runner import entry_seed
-    from psld.noise import GaussianNoise
     from psld.operators import MaskOperator
-    from psld.tasks import get_task
 
-    t = get_task(task)
-    side = x01.shape[-1]
     ops, ys = [], []
     for b, name in enumerate(names):
-        g = torch.Generator().manual_seed(entry_seed(seed, name, task, "operator"))
-        op = t.build_operator(tuple(x01.shape[1:]), family=family, sr_mode=sr_mode, seed=g, side=side)
-        noise_gen = [torch.Generator().manual_seed(entry_seed(seed, name, task))]
-        ys.append(GaussianNoise(2.0 * sigma_y)(op.forward(x01[b : b + 1] * 2 - 1), noise_gen))
+        op, y_b, _ = simulate(
+            task,
+            x01[b : b + 1],
+            seed=seed,
+            image=name,
+            sigma_y=sigma_y,
+            sr_mode=sr_mode,
+            size=x01.shape[-1],
+            family=family,
+        )
         ops.append(op)
+        ys.append(y_b)
     y = torch.cat(ys)
     if len(ops) == 1:
         op = ops[0]
